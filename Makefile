@@ -1,0 +1,82 @@
+# Piano Buddy: `make run` plays the box, `make test` installs what the tests need and runs them.
+# Run `make` alone for the list of targets.
+
+PYTHON      ?= python3
+VENV        ?= .venv
+PY          := $(VENV)/bin/python
+TRAIN_VENV  ?= .venv-train
+TRAIN_PY    := $(TRAIN_VENV)/bin/python
+TFLR_VENV   ?= .venv-tflr
+# System packages: alsa-lib headers (pyalsaaudio builds from source), JACK's dummy backend and
+# the ALSA jack plugin (real-time pacing in tests), alsa-utils, systemd-analyze for unit checks.
+SYSTEM_PACKAGES ?= gcc python3-dev python3-venv libasound2-dev alsa-utils jackd2 \
+                   libasound2-plugins libjack-jackd2-0 systemd
+SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help run demo test test-fast bench soak models eval install uninstall pi-check \
+        system-deps venv train-venv tflr-venv clean
+
+help:  ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
+
+system-deps:  ## install the Debian packages the firmware and tests need (apt-get, root or sudo)
+	@missing=""; for p in $(SYSTEM_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "Installing system packages:$$missing"; \
+	  if [ "$$(id -u)" != 0 ] && ! command -v sudo >/dev/null; then \
+	    echo "Please run as root: apt-get install -y$$missing" >&2; exit 1; fi; \
+	  $(SUDO) apt-get update -qq && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+$(VENV)/.stamp: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+venv: system-deps $(VENV)/.stamp  ## the firmware's virtual environment (.venv)
+
+$(TRAIN_VENV)/.stamp: models_tflite/training/requirements.txt
+	$(PYTHON) -m venv $(TRAIN_VENV)
+	$(TRAIN_PY) -m pip install -q --upgrade pip
+	$(TRAIN_PY) -m pip install -q -r models_tflite/training/requirements.txt
+	$(TRAIN_PY) -m pip install -q --no-deps -e .
+	touch $@
+
+train-venv: $(TRAIN_VENV)/.stamp  ## the training environment (TensorFlow CPU, music21; ~1.6 GB)
+
+# tflite-runtime 2.14 has wheels for Python <= 3.11 only and needs numpy < 2.
+$(TFLR_VENV)/.stamp: pyproject.toml
+	@if $(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] > (3, 11))'; then \
+	  $(PYTHON) -m venv $(TFLR_VENV) && \
+	  $(TFLR_VENV)/bin/pip install -q 'tflite-runtime==2.14.0' 'numpy<2' && \
+	  $(TFLR_VENV)/bin/pip install -q --no-deps -e . && touch $@; \
+	else echo "Python > 3.11: no tflite-runtime wheel; testing ai-edge-litert only"; mkdir -p $(TFLR_VENV); touch $@; fi
+
+tflr-venv: $(TFLR_VENV)/.stamp
+
+run: venv  ## play the box (desktop simulator without GPIO; a demo without a terminal)
+	$(PY) -m piano_buddy run
+
+demo: venv  ## the scripted demo: writes out/duet.wav, out/duet.mid, out/duet.png
+	$(PY) -m piano_buddy demo --out out
+
+test: venv tflr-venv  ## install what the tests need and run them all
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+bench: venv  ## measure every timing target; prints a table, writes out/bench.json
+	$(PY) -m bench --json out/bench.json
+
+models: train-venv  ## train both models from the music21 corpus and export the .tflite files
+	$(TRAIN_PY) -m models_tflite.training.build
+
+eval: train-venv  ## print the metric tables of the committed models
+	$(TRAIN_PY) -m models_tflite.training.evaluate
+
+clean:  ## remove build output (keeps the virtual environments)
+	rm -rf build out .pytest_cache

@@ -15,6 +15,8 @@ SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
+# Install, uninstall and the emulated-Pi check live in mk/install.mk.
+-include mk/*.mk
 .PHONY: help run demo test test-fast bench soak models eval install uninstall pi-check \
         system-deps venv train-venv tflr-venv clean
 

@@ -230,9 +230,14 @@ def signature_tensor_indices(interp, signature: str | None = None) -> tuple[dict
     Works with ai_edge_litert and tflite_runtime 2.14; lets a runtime use the fast
     ``set_tensor``/``invoke``/``get_tensor`` path with the names given at export.
     """
+    import gc
     runner = interp.get_signature_runner(signature)
     ins = {k: int(v["index"]) for k, v in runner.get_input_details().items()}
     outs = {k: int(v["index"]) for k, v in runner.get_output_details().items()}
+    # tflite_runtime 2.14's runner keeps references to tensor buffers; while it lives,
+    # interp.invoke() fails with "There is at least 1 reference to internal data".
+    del runner
+    gc.collect()
     return ins, outs
 
 

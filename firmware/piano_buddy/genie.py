@@ -1,0 +1,178 @@
+"""The Piano Genie decoder at run time: eight buttons in, one of 88 piano keys out.
+
+Each press runs ONE step of the quantized TFLite decoder (a 2x128 LSTM). Its input is the
+paper's 123-value feature vector, packed by :func:`fill_features` (shared with training so
+the two can never disagree): the button scaled to [-1, 1], a one-hot of the previous key
+(0 = start of a phrase) and a one-hot of the time since the previous press in 32 ms bins.
+The LSTM state of both layers travels as one packed vector ``[h1, c1, h2, c2]`` that the
+model returns and we feed back on the next press.
+
+The hot path is kept allocation-light (the box answers a press in well under a millisecond):
+input arrays are preallocated, tensor indices looked up once, and sampling reuses buffers.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from . import encoding as enc
+from .errors import ModelError
+
+MODEL_NAME = "genie.tflite"
+UNITS = (128, 128)
+STATE_SIZE = 2 * sum(UNITS)  # [h1, c1, h2, c2]
+
+# Feature layout of one press (the decoder's input): button | previous key | dt bin.
+BUTTON_OFFSET = 0
+PREV_KEY_OFFSET = 1
+DT_OFFSET = PREV_KEY_OFFSET + enc.PREV_KEY_CLASSES            # 90
+FEATURES = DT_OFFSET + enc.DT_CLASSES                          # 123
+
+
+def fill_features(out: np.ndarray, button_value: float, prev_key_class: int,
+                  dt_bin: int) -> np.ndarray:
+    """Write one press's features into ``out`` (last axis FEATURES; zeroed here).
+
+    ``button_value`` is already scaled (``enc.button_to_input``); ``prev_key_class`` is
+    0 at the start of a phrase, else previous key index + 1.
+    """
+    out[...] = 0.0
+    out[..., BUTTON_OFFSET] = button_value
+    out[..., PREV_KEY_OFFSET + prev_key_class] = 1.0
+    out[..., DT_OFFSET + dt_bin] = 1.0
+    return out
+
+
+_MISSING = object()
+
+
+class GenieDecoder:
+    """Stateful single-step Piano Genie decoder.
+
+    ``press(button, time)`` returns a MIDI pitch (21..108). ``time`` is in seconds on any
+    monotonic clock the caller chooses (injected, so tests and replays are reproducible);
+    the first press after :meth:`reset` counts as the start of a phrase.
+    """
+
+    def __init__(self, path: str | Path | None = None,
+                 rng: np.random.Generator | None = None, prefer: str | None = None):
+        from .paths import model_path
+        from .tflite import load_interpreter, tensor_index
+
+        self.path = Path(path) if path is not None else model_path(MODEL_NAME)
+        self.interp = load_interpreter(
+            self.path,
+            expect_inputs={"features": (1, FEATURES), "state": (1, STATE_SIZE)},
+            prefer=prefer)
+        details_in = self.interp.get_input_details()
+        self._features_idx = tensor_index(details_in, "features")
+        self._state_idx = tensor_index(details_in, "state")
+        # Output names do not survive conversion; tell them apart by shape.
+        self._logits_idx = self._state_out_idx = None
+        for d in self.interp.get_output_details():
+            shape = tuple(int(x) for x in d["shape"])
+            if shape == (1, enc.NUM_KEYS):
+                self._logits_idx = d["index"]
+            elif shape == (1, STATE_SIZE):
+                self._state_out_idx = d["index"]
+        if self._logits_idx is None or self._state_out_idx is None:
+            shapes = [tuple(int(x) for x in d["shape"]) for d in self.interp.get_output_details()]
+            raise ModelError(f"model file {self.path}: outputs {shapes}, expected (1, "
+                             f"{enc.NUM_KEYS}) logits and (1, {STATE_SIZE}) state: wrong "
+                             f"model for this firmware")
+        self.rng = rng if rng is not None else np.random.default_rng()
+        self._features = np.zeros((1, FEATURES), np.float32)
+        self._state = np.zeros((1, STATE_SIZE), np.float32)
+        self._probs = np.empty(enc.NUM_KEYS, np.float64)
+        self._mask_cache: dict[tuple[int, ...], np.ndarray] = {}
+        self._prev_class = 0
+        self._prev_button_col = PREV_KEY_OFFSET
+        self._prev_dt_col = DT_OFFSET
+        self._last_time: float | None = None
+
+    def reset(self) -> None:
+        """Back to the start state: zero LSTM state, no previous key or press time."""
+        self._state[...] = 0.0
+        self._prev_class = 0
+        self._last_time = None
+
+    def logits(self, button: int, time: float) -> np.ndarray:
+        """Run one decoder step and return its 88 logits (a view: copy to keep it).
+
+        Advances the state and the press time, but NOT the previous key (``press`` sets it
+        once the key is chosen).
+        """
+        value = enc.button_to_input(button)  # ValueError for a button outside 0..7
+        dt = 0.0 if self._last_time is None else time - self._last_time
+        self._last_time = time
+        f = self._features
+        f[0, self._prev_button_col] = 0.0
+        f[0, self._prev_dt_col] = 0.0
+        col_key = PREV_KEY_OFFSET + self._prev_class
+        col_dt = DT_OFFSET + enc.dt_to_bin(dt)
+        f[0, BUTTON_OFFSET] = value
+        f[0, col_key] = 1.0
+        f[0, col_dt] = 1.0
+        self._prev_button_col, self._prev_dt_col = col_key, col_dt
+        interp = self.interp
+        interp.set_tensor(self._features_idx, f)
+        interp.set_tensor(self._state_idx, self._state)
+        interp.invoke()
+        self._state[...] = interp.get_tensor(self._state_out_idx)
+        return interp.get_tensor(self._logits_idx)[0]
+
+    def press(self, button: int, time: float, temperature: float = 0.25,
+              allowed: Sequence[int] | None = None) -> int:
+        """The MIDI pitch for a press of ``button`` (0..7) at ``time`` seconds.
+
+        ``temperature`` 0 picks the most likely key, 1 samples the plain softmax.
+        ``allowed``: MIDI pitches to choose among (e.g. ``range(48, 85)``); None or empty
+        means all 88 keys. Pitches off the keyboard are ignored; if none is left, all 88.
+        """
+        logits = self.logits(button, time)
+        mask = self._mask(allowed)
+        if temperature <= 0.0:
+            if mask is None:
+                key = int(np.argmax(logits))
+            else:
+                p = self._probs
+                np.copyto(p, logits)
+                p[~mask] = -np.inf
+                key = int(np.argmax(p))
+        else:
+            p = self._probs
+            np.multiply(logits, 1.0 / float(temperature), out=p)
+            if mask is not None:
+                p[~mask] = -np.inf
+            p -= p.max()
+            np.exp(p, out=p)
+            np.cumsum(p, out=p)
+            key = int(np.searchsorted(p, self.rng.random() * p[-1], side="right"))
+            key = min(key, enc.NUM_KEYS - 1)
+            if mask is not None and not mask[key]:  # float edge case: nearest allowed
+                key = int(np.flatnonzero(mask)[np.argmin(np.abs(np.flatnonzero(mask) - key))])
+        self._prev_class = key + 1
+        return enc.key_to_pitch(key)
+
+    def _mask(self, allowed: Sequence[int] | None) -> np.ndarray | None:
+        if allowed is None:
+            return None
+        if isinstance(allowed, range):
+            cache_key = (allowed.start, allowed.stop, allowed.step, -1)
+        else:
+            cache_key = tuple(int(x) for x in allowed)
+        mask = self._mask_cache.get(cache_key, _MISSING)
+        if mask is _MISSING:
+            mask = np.zeros(enc.NUM_KEYS, bool)
+            for pitch in allowed:
+                if enc.PIANO_LOWEST <= int(pitch) <= enc.PIANO_HIGHEST:
+                    mask[int(pitch) - enc.PIANO_LOWEST] = True
+            if not mask.any():
+                mask = None  # empty or off-keyboard list: all 88 keys
+            if len(self._mask_cache) > 64:
+                self._mask_cache.clear()
+            self._mask_cache[cache_key] = mask
+        return mask

@@ -1,0 +1,559 @@
+"""Train Piano Genie (the whole autoencoder, as the paper) and export its decoder to TFLite.
+
+Model (Donahue et al. 2019, Magenta's ``stp_iq_auto_dt`` with the contour loss):
+
+* encoder: one-hot key (88) + one-hot dt bin (33) -> dense 128 -> 2 bidirectional LSTM
+  layers of 128 -> dense 1, a real number per note;
+* bottleneck: clipped to [-1, 1] and rounded to 8 levels (the buttons), straight-through
+  gradients; range penalty ``max(|z| - 1, 0)^2`` and contour loss
+  ``max(0, 1 - dkey * dz)^2`` (dkey in semitones) make the buttons follow the melody;
+* decoder: button (2b/7 - 1) + one-hot previous key (89, 0 = start) + one-hot dt bin (33)
+  = 123 features (``piano_buddy.genie.fill_features``) -> dense 128 -> 2 LSTM of 128 ->
+  dense 88 logits.
+
+A baseline decoder of the same shape WITHOUT the button input is trained on the same data,
+so the card can show how much the buttons tell the decoder (perplexity ratio).
+
+Only the decoder ships: a single-step model (features, packed state [h1,c1,h2,c2]) ->
+(logits, new state), converted by ``tflite_export`` with int8 weights.
+
+    .venv-train/bin/python -m models_tflite.training.genie_train            # full build
+    GENIE_SMOKE=1 .venv-train/bin/python -m models_tflite.training.genie_train   # tiny
+
+Env overrides: GENIE_STEPS, GENIE_BASELINE_STEPS, GENIE_BATCH, GENIE_OUT (the .tflite path).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from piano_buddy import encoding as enc
+from piano_buddy import genie as rt
+
+from . import common, genie_data
+
+MODEL_PATH = common.MODELS_DIR / "genie.tflite"
+REFERENCE_PATH = Path(__file__).resolve().parent / "genie_reference.npz"
+WORK_DIR = common.BUILD_DIR / "genie"
+NUM_LEVELS = 8
+
+
+@dataclass
+class Config:
+    steps: int = 5000
+    baseline_steps: int = 3000
+    batch: int = 32
+    seq_len: int = 128
+    units: int = 128
+    lr: float = 1e-3
+    lr_final: float = 1e-4
+    contour_weight: float = 1.0
+    range_weight: float = 1.0
+    eval_windows: int = 256        # test windows for the float/quantized metrics
+    walks: int = 64                # random button walks for the contour check
+    walk_len: int = 128
+    walk_temperature: float = 0.25
+    quantize: str = "dynamic"
+    smoke: bool = False
+    limit: int | None = None       # corpus files per collection (smoke)
+    seed: int = 0
+    notes: dict = field(default_factory=dict)
+
+
+def config_from_env(smoke: bool = False) -> Config:
+    smoke = smoke or os.environ.get("GENIE_SMOKE", "") not in ("", "0")
+    cfg = Config()
+    if smoke:
+        cfg = Config(steps=4, baseline_steps=2, batch=4, seq_len=32, eval_windows=4, walks=2,
+                     walk_len=16, smoke=True, limit=1)
+    cfg.steps = int(os.environ.get("GENIE_STEPS", cfg.steps))
+    cfg.baseline_steps = int(os.environ.get("GENIE_BASELINE_STEPS", cfg.baseline_steps))
+    cfg.batch = int(os.environ.get("GENIE_BATCH", cfg.batch))
+    return cfg
+
+
+# --- the Keras model ---------------------------------------------------------------------
+
+def _keras():
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import keras
+    return keras
+
+
+class GenieModel:
+    """The layers of the autoencoder (or of the button-less baseline decoder)."""
+
+    def __init__(self, units: int = 128, with_encoder: bool = True, seed: int = 0):
+        keras = _keras()
+        keras.utils.set_random_seed(seed)
+        self._keras, self._ops = keras, keras.ops  # (no os.environ access inside tf.function)
+        L = keras.layers
+        self.with_encoder = with_encoder
+        self.units = units
+        if with_encoder:
+            self.enc_in = L.Dense(units, name="enc_in")
+            self.enc_rnn = [L.Bidirectional(L.LSTM(units, return_sequences=True),
+                                            name=f"enc_bilstm_{i}") for i in range(2)]
+            self.enc_out = L.Dense(1, name="enc_out")
+        self.dec_in = L.Dense(units, name="dec_in")
+        self.dec_rnn = [L.LSTM(units, return_sequences=True, name=f"dec_lstm_{i}")
+                        for i in range(2)]
+        self.dec_out = L.Dense(enc.NUM_KEYS, name="dec_out")
+
+    # All tensors: keys [B, T] int32 (0..87), dts [B, T] int32 bins.
+    def encode(self, keys, dts):
+        ops = self._ops
+        x = ops.concatenate([ops.one_hot(keys, enc.NUM_KEYS),
+                             ops.one_hot(dts, enc.DT_CLASSES)], axis=-1)
+        x = self.enc_in(x)
+        for rnn in self.enc_rnn:
+            x = rnn(x)
+        return self.enc_out(x)[..., 0]  # [B, T] unbounded pre-quantization value
+
+    def quantize(self, z):
+        """(button index [B, T] float, straight-through scaled value [B, T])."""
+        ops = self._ops
+        s = float(NUM_LEVELS - 1)
+        idx = ops.round(s * ops.clip((z + 1.0) / 2.0, 0.0, 1.0))
+        zq = 2.0 * idx / s - 1.0
+        return idx, z + ops.stop_gradient(zq - z)
+
+    def decoder_features(self, keys, dts, button_value=None):
+        ops = self._ops
+        prev = ops.pad(keys[:, :-1] + 1, [[0, 0], [1, 0]])  # 0 = start
+        parts = [ops.one_hot(prev, enc.PREV_KEY_CLASSES), ops.one_hot(dts, enc.DT_CLASSES)]
+        if button_value is not None:
+            parts.insert(0, button_value[..., None])
+        return ops.concatenate(parts, axis=-1)
+
+    def decode(self, features):
+        x = self.dec_in(features)
+        for rnn in self.dec_rnn:
+            x = rnn(x)
+        return self.dec_out(x)
+
+    def losses(self, keys, dts):
+        """Dict of scalar losses and the tensors the metrics need."""
+        ops = self._ops
+        out = {}
+        if self.with_encoder:
+            z = self.encode(keys, dts)
+            idx, zst = self.quantize(z)
+            feats = self.decoder_features(keys, dts, zst)
+            dkey = ops.cast(keys[:, 1:] - keys[:, :-1], "float32")
+            dz = z[:, 1:] - z[:, :-1]
+            out["contour"] = ops.mean(ops.square(ops.maximum(0.0, 1.0 - dkey * dz)))
+            out["range"] = ops.mean(ops.square(ops.maximum(ops.abs(z) - 1.0, 0.0)))
+            out["buttons"] = idx
+        else:
+            feats = self.decoder_features(keys, dts)
+        logits = self.decode(feats)
+        ce = self._keras.losses.sparse_categorical_crossentropy(keys, logits, from_logits=True)
+        out["nll"] = ops.mean(ce)
+        out["nll_per_step"] = ce
+        return out
+
+    def trainable_variables(self):
+        layers = [self.dec_in, *self.dec_rnn, self.dec_out]
+        if self.with_encoder:
+            layers = [self.enc_in, *self.enc_rnn, self.enc_out] + layers
+        return [v for layer in layers for v in layer.trainable_variables]
+
+    def weights_dict(self) -> dict[str, np.ndarray]:
+        layers = [self.dec_in, *self.dec_rnn, self.dec_out]
+        if self.with_encoder:
+            layers = [self.enc_in, *self.enc_rnn, self.enc_out] + layers
+        return {f"{layer.name}/{i}": np.asarray(w)
+                for layer in layers for i, w in enumerate(layer.get_weights())}
+
+    def load_weights_dict(self, weights: dict[str, np.ndarray], keys, dts) -> None:
+        self.losses(keys, dts)  # build every layer
+        layers = [self.dec_in, *self.dec_rnn, self.dec_out]
+        if self.with_encoder:
+            layers = [self.enc_in, *self.enc_rnn, self.enc_out] + layers
+        for layer in layers:
+            n = len(layer.get_weights())
+            layer.set_weights([weights[f"{layer.name}/{i}"] for i in range(n)])
+
+
+def train(model: GenieModel, sampler: genie_data.WindowSampler, steps: int, cfg: Config,
+          desc: str, valid: tuple[np.ndarray, np.ndarray] | None = None) -> dict:
+    """Adam with a cosine learning-rate decay; returns a log of the losses."""
+    keras = _keras()
+    import tensorflow as tf
+
+    sched = keras.optimizers.schedules.CosineDecay(
+        cfg.lr, decay_steps=max(1, steps), alpha=cfg.lr_final / cfg.lr)
+    opt = keras.optimizers.Adam(learning_rate=sched, clipnorm=1.0)
+    keys0, dts0 = sampler.batch(cfg.batch)
+    model.losses(tf.constant(keys0), tf.constant(dts0))  # build
+    variables = model.trainable_variables()
+
+    @tf.function(reduce_retracing=True)
+    def step(keys, dts):
+        with tf.GradientTape() as tape:
+            out = model.losses(keys, dts)
+            loss = out["nll"]
+            if model.with_encoder:
+                loss = loss + cfg.contour_weight * out["contour"] + cfg.range_weight * out["range"]
+        grads = tape.gradient(loss, variables)
+        opt.apply_gradients(zip(grads, variables))
+        return {k: out[k] for k in ("nll", "contour", "range") if k in out}
+
+    @tf.function(reduce_retracing=True)
+    def valid_step(keys, dts):
+        out = model.losses(keys, dts)
+        return out["nll"]
+
+    log = {"steps": steps, "train": [], "valid": []}
+    prog = common.Progress(desc, steps, every=5.0)
+    t0 = time.monotonic()
+    run = {}
+    for i in range(steps):
+        keys, dts = sampler.batch(cfg.batch)
+        vals = {k: float(v) for k, v in step(tf.constant(keys), tf.constant(dts)).items()}
+        for k, v in vals.items():
+            run[k] = 0.95 * run.get(k, v) + 0.05 * v
+        if (i + 1) % 100 == 0 or i + 1 == steps:
+            log["train"].append({"step": i + 1, **{k: round(v, 4) for k, v in run.items()}})
+        if valid is not None and ((i + 1) % 1000 == 0 or i + 1 == steps):
+            v = float(np.mean([float(valid_step(tf.constant(valid[0][j:j + 64]),
+                                                tf.constant(valid[1][j:j + 64])))
+                               for j in range(0, len(valid[0]), 64)]))
+            log["valid"].append({"step": i + 1, "nll": round(v, 4)})
+            run["valid_nll"] = v
+        prog.update(1, " ".join(f"{k}={v:.3f}" for k, v in run.items()))
+    prog.close()
+    log["seconds"] = round(time.monotonic() - t0, 1)
+    log["seconds_per_step"] = round(log["seconds"] / max(1, steps), 4)
+    return log
+
+
+# --- evaluation on fixed windows ------------------------------------------------------------
+
+def contour_violation(keys: np.ndarray, buttons: np.ndarray) -> float:
+    """Share of consecutive steps where key and button move in opposite directions."""
+    dk = np.diff(keys.astype(np.int64), axis=-1)
+    db = np.diff(buttons.astype(np.int64), axis=-1)
+    return float(np.mean(np.sign(dk) * np.sign(db) < 0))
+
+
+def float_metrics(model: GenieModel, keys: np.ndarray, dts: np.ndarray) -> dict:
+    """NLL / perplexity and the encoder's buttons (float model, whole sequences)."""
+    import tensorflow as tf
+    nll, buttons = [], []
+    for j in range(0, len(keys), 64):
+        out = model.losses(tf.constant(keys[j:j + 64]), tf.constant(dts[j:j + 64]))
+        nll.append(np.asarray(out["nll_per_step"]))
+        if model.with_encoder:
+            buttons.append(np.asarray(out["buttons"]).astype(np.int32))
+    nll = np.concatenate(nll)
+    res = {"nll": float(nll.mean()), "perplexity": float(np.exp(nll.mean()))}
+    if model.with_encoder:
+        b = np.concatenate(buttons)
+        res["buttons"] = b
+        res["contour_violation"] = contour_violation(keys, b)
+        res["button_usage"] = np.bincount(b.ravel(), minlength=NUM_LEVELS).tolist()
+    return res
+
+
+def step_features(keys: np.ndarray, dts: np.ndarray, buttons: np.ndarray) -> np.ndarray:
+    """[T, 123] decoder inputs of one teacher-forced sequence (previous key = true key)."""
+    feats = np.zeros((len(keys), rt.FEATURES), np.float32)
+    prev = 0
+    for t in range(len(keys)):
+        rt.fill_features(feats[t], 2.0 * buttons[t] / (NUM_LEVELS - 1) - 1.0, prev,
+                         int(dts[t]))
+        prev = int(keys[t]) + 1
+    return feats
+
+
+def tflite_nll(interp, keys: np.ndarray, dts: np.ndarray, buttons: np.ndarray) -> float:
+    """Mean NLL of the step model over teacher-forced windows (state reset per window)."""
+    from .tflite_export import run_step_model_tflite
+    total, n = 0.0, 0
+    for k, d, b in zip(keys, dts, buttons):
+        logits = run_step_model_tflite(interp, step_features(k, d, b), input_name="features")
+        logits = logits.astype(np.float64)
+        m = logits.max(axis=1, keepdims=True)
+        logz = (m[:, 0] + np.log(np.exp(logits - m).sum(axis=1)))
+        total += float(np.sum(logz - logits[np.arange(len(k)), k]))
+        n += len(k)
+    return total / n
+
+
+def random_walks(n: int, length: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded random button walks (steps of -2..+2, clipped) and press times in seconds."""
+    rng = np.random.default_rng(seed)
+    buttons = np.zeros((n, length), np.int64)
+    times = np.zeros((n, length))
+    for i in range(n):
+        b = int(rng.integers(0, NUM_LEVELS))
+        t = 0.0
+        for s in range(length):
+            if s:
+                b = int(np.clip(b + rng.integers(-2, 3), 0, NUM_LEVELS - 1))
+                t += float(rng.uniform(0.08, 0.6))
+            buttons[i, s] = b
+            times[i, s] = t
+    return buttons, times
+
+
+def walk_contour_violation(path: Path, n: int, length: int, temperature: float,
+                           seed: int = 7) -> dict:
+    """Contour violation of keys chosen by the TFLite decoder on random button walks."""
+    from piano_buddy.genie import GenieDecoder
+    buttons, times = random_walks(n, length, seed)
+    dec = GenieDecoder(path, rng=np.random.default_rng(seed))
+    keys = np.zeros_like(buttons)
+    for i in range(n):
+        dec.reset()
+        for s in range(length):
+            keys[i, s] = dec.press(int(buttons[i, s]), float(times[i, s]), temperature)
+    return {"walk_contour_violation": contour_violation(keys, buttons),
+            "walk_mean_pitch_by_button": [float(keys[buttons == b].mean())
+                                          if (buttons == b).any() else float("nan")
+                                          for b in range(NUM_LEVELS)]}
+
+
+# --- export --------------------------------------------------------------------------------
+
+def export_decoder(model: GenieModel, path: Path, quantize: str,
+                   representative=None) -> bytes:
+    from . import tflite_export as tx
+    stack = tx.LSTMStack([model.units, model.units], input_dim=model.units,
+                         name="dec_lstm_stack")
+    step = tx.build_step_model(stack, input_dim=rt.FEATURES, head=model.dec_out,
+                               pre=model.dec_in, input_name="features")
+    stack.copy_from(model.dec_rnn)
+    return tx.export_tflite(step, {"features": (1, rt.FEATURES), "state": (1, rt.STATE_SIZE)},
+                            path, quantize=quantize, representative=representative)
+
+
+def float_step_check(model: GenieModel, feats: np.ndarray) -> float:
+    """Max |logit difference| between the Keras step model (state fed back) and the
+    sequence decoder on one sequence: the step export computes the same function."""
+    from . import tflite_export as tx
+    stack = tx.LSTMStack([model.units, model.units], input_dim=model.units,
+                         name="check_stack")
+    step = tx.build_step_model(stack, input_dim=rt.FEATURES, head=model.dec_out,
+                               pre=model.dec_in, input_name="features")
+    stack.copy_from(model.dec_rnn)
+    seq = np.asarray(model.decode(feats[None]))[0]
+    state = np.zeros((1, rt.STATE_SIZE), np.float32)
+    outs = []
+    for t in range(len(feats)):
+        logits, state = step([feats[t:t + 1], state])
+        outs.append(np.asarray(logits)[0])
+        state = np.asarray(state)
+    return float(np.max(np.abs(np.stack(outs) - seq)))
+
+
+# --- the whole build -------------------------------------------------------------------------
+
+def build(smoke: bool = False, out_path: Path | None = None,
+          reference_path: Path | None = None) -> dict:
+    """Parse (cached), train the autoencoder and the baseline, evaluate, export genie.tflite
+    and the reference fixture. Returns the report dict (also written to build/genie/)."""
+    cfg = config_from_env(smoke)
+    work = WORK_DIR / ("smoke" if cfg.smoke else "full")
+    work.mkdir(parents=True, exist_ok=True)
+    # a smoke run never overwrites the committed model and fixture
+    default_out = work / "genie.tflite" if cfg.smoke else MODEL_PATH
+    out_path = Path(os.environ.get("GENIE_OUT", out_path or default_out))
+    reference_path = Path(reference_path or (work / "genie_reference.npz" if cfg.smoke
+                                             else REFERENCE_PATH))
+    t_start = time.monotonic()
+    import tensorflow as tf
+    tf.config.threading.set_inter_op_parallelism_threads(2)
+    tf.config.threading.set_intra_op_parallelism_threads(2)
+
+    pieces = genie_data.load_pieces(limit=cfg.limit)
+    splits = genie_data.by_split(pieces)
+    if cfg.smoke:  # a tiny run may lack some split: borrow from train
+        for s in ("valid", "test"):
+            splits[s] = splits[s] or splits["train"][:2]
+    data_stats = genie_data.stats(pieces)
+    print("genie data:", json.dumps({k: data_stats[k] for k in ("pieces", "notes")}),
+          flush=True)
+    train_sampler = genie_data.WindowSampler(splits["train"], cfg.seq_len, seed=cfg.seed)
+    valid = genie_data.fixed_windows(splits["valid"], cfg.seq_len, seed=11, max_windows=128)
+    test = genie_data.fixed_windows(splits["test"], cfg.seq_len, seed=13,
+                                    max_windows=cfg.eval_windows)
+
+    report: dict = {"config": asdict(cfg), "data": data_stats,
+                    "windows": {"valid": int(len(valid[0])), "test": int(len(test[0]))}}
+
+    # 1. the autoencoder
+    genie = GenieModel(cfg.units, with_encoder=True, seed=cfg.seed)
+    report["train_genie"] = train(genie, train_sampler, cfg.steps, cfg, "train genie", valid)
+    np.savez(work / "genie_weights.npz", **genie.weights_dict())
+    # 2. the baseline decoder without buttons (same data stream, fresh sampler)
+    base_sampler = genie_data.WindowSampler(splits["train"], cfg.seq_len, seed=cfg.seed + 1)
+    base = GenieModel(cfg.units, with_encoder=False, seed=cfg.seed + 1)
+    report["train_baseline"] = train(base, base_sampler, cfg.baseline_steps, cfg,
+                                     "train no-button baseline", valid)
+    report["train_seconds"] = round(time.monotonic() - t_start, 1)
+
+    # 3. float metrics on the test windows
+    fm = float_metrics(genie, *test)
+    bm = float_metrics(base, *test)
+    buttons = fm.pop("buttons")
+    report["float"] = fm
+    report["baseline_float"] = bm
+    report["unigram_perplexity"] = unigram_perplexity(splits["train"], test[0])
+
+    # 4. export, choosing the quantization by measurement
+    from .tflite_export import op_summary
+    from piano_buddy.tflite import load_interpreter
+    n_eval = len(test[0]) if not cfg.smoke else 2
+    exports = {}
+    for scheme in ("float", cfg.quantize):
+        p = work / f"genie-{scheme}.tflite"
+        data = export_decoder(genie, p, scheme)
+        interp = load_interpreter(p)
+        nll = tflite_nll(interp, test[0][:n_eval], test[1][:n_eval], buttons[:n_eval])
+        exports[scheme] = {"bytes": len(data), "nll": nll, "perplexity": float(np.exp(nll)),
+                           "ops": op_summary(data)}
+    rel = exports[cfg.quantize]["nll"] / exports["float"]["nll"] - 1.0
+    report["exports"] = exports
+    report["quantized_vs_float_nll"] = rel
+    final = work / f"genie-{cfg.quantize}.tflite"
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.with_suffix(".tmp")
+    tmp.write_bytes(final.read_bytes())
+    tmp.replace(out_path)
+    report["model_path"] = str(out_path)
+    report["model_bytes"] = out_path.stat().st_size
+    report["walks"] = walk_contour_violation(out_path, cfg.walks, cfg.walk_len,
+                                             cfg.walk_temperature)
+    report["params"] = {"decoder": int(sum(np.prod(w.shape) for k, w in
+                                           genie.weights_dict().items()
+                                           if k.startswith("dec_"))),
+                        "encoder": int(sum(np.prod(w.shape) for k, w in
+                                           genie.weights_dict().items()
+                                           if k.startswith("enc_")))}
+
+    # 5. reference fixture: golden vectors + the encoded test windows for `make eval`
+    golden_feats = step_features(test[0][0][:32], test[1][0][:32], buttons[0][:32])
+    golden_logits = np.asarray(genie.decode(golden_feats[None]))[0]
+    report["float_step_max_abs_diff"] = float_step_check(genie, golden_feats)
+    recorded = {k: report[k] for k in ("float", "baseline_float", "unigram_perplexity",
+                                       "quantized_vs_float_nll", "train_seconds")}
+    recorded["exports"] = {k: {kk: vv for kk, vv in v.items() if kk != "ops"}
+                           for k, v in exports.items()}
+    recorded["train_seconds_per_step"] = {"genie": report["train_genie"]["seconds_per_step"],
+                                          "baseline": report["train_baseline"]["seconds_per_step"]}
+    recorded["steps"] = {"genie": cfg.steps, "baseline": cfg.baseline_steps}
+    recorded["data"] = {k: data_stats[k] for k in ("pieces", "notes")}
+    recorded["params"] = report["params"]
+    recorded["smoke"] = cfg.smoke
+    np.savez_compressed(
+        reference_path,
+        golden_features=golden_feats.astype(np.float32),
+        golden_logits=golden_logits.astype(np.float32),
+        test_keys=test[0].astype(np.int8), test_dts=test[1].astype(np.int8),
+        test_buttons=buttons.astype(np.int8),
+        recorded=np.array(json.dumps(recorded, default=float)))
+    report["total_seconds"] = round(time.monotonic() - t_start, 1)
+    (work / "report.json").write_text(json.dumps(report, indent=1, default=_json_default))
+    print_summary(report)
+    return report
+
+
+def _json_default(x):
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    if isinstance(x, (np.floating, np.integer)):
+        return x.item()
+    return str(x)
+
+
+def unigram_perplexity(train_pieces, test_keys: np.ndarray) -> float:
+    counts = np.ones(enc.NUM_KEYS)
+    for p in train_pieces:
+        k = np.clip(p.pitches.astype(np.int64) - enc.PIANO_LOWEST, 0, enc.NUM_KEYS - 1)
+        counts += np.bincount(k, minlength=enc.NUM_KEYS)
+    logp = np.log(counts / counts.sum())
+    return float(np.exp(-logp[test_keys.ravel()].mean()))
+
+
+def print_summary(report: dict) -> None:
+    f, b = report["float"], report["baseline_float"]
+    ex = report["exports"]
+    q = report["config"]["quantize"]
+    print(f"genie: test perplexity float {f['perplexity']:.2f}, {q} "
+          f"{ex[q]['perplexity']:.2f} ({100 * report['quantized_vs_float_nll']:+.1f}% NLL); "
+          f"no-button baseline {b['perplexity']:.2f} (ratio "
+          f"{f['perplexity'] / b['perplexity']:.2f}); encoder contour violation "
+          f"{100 * f['contour_violation']:.1f}%; random-walk contour violation "
+          f"{100 * report['walks']['walk_contour_violation']:.1f}%; "
+          f"{report['model_bytes']} bytes; {report['total_seconds']:.0f} s", flush=True)
+
+
+# --- `make eval`: figures from the committed model --------------------------------------
+
+def evaluate(model_path: Path | None = None, reference_path: Path | None = None) -> list[dict]:
+    """Metric rows for the card, computed from the COMMITTED genie.tflite and the encoded
+    test windows in the reference fixture (float-model figures are as recorded in training).
+    """
+    from piano_buddy.tflite import load_interpreter
+    model_path = Path(model_path or MODEL_PATH)
+    reference_path = Path(reference_path or REFERENCE_PATH)
+    ref = np.load(reference_path)
+    rec = json.loads(str(ref["recorded"]))
+    keys = ref["test_keys"].astype(np.int64)
+    dts = ref["test_dts"].astype(np.int64)
+    buttons = ref["test_buttons"].astype(np.int64)
+    interp = load_interpreter(model_path)
+    q_nll = tflite_nll(interp, keys, dts, buttons)
+    q_ppl = float(np.exp(q_nll))
+    base_ppl = rec["baseline_float"]["perplexity"]
+    enc_cv = contour_violation(keys, buttons)
+    walks = walk_contour_violation(model_path, 64, 128, 0.25)
+    size = model_path.stat().st_size
+    rows = [
+        {"model": "genie", "metric": "encoder contour violation (test)", "value": enc_cv,
+         "target": "<= 0.05", "ok": enc_cv <= 0.05, "source": "fixture buttons"},
+        {"model": "genie", "metric": "decoder perplexity, float (test)",
+         "value": rec["float"]["perplexity"], "target": "", "ok": None, "source": "recorded"},
+        {"model": "genie", "metric": "decoder perplexity, quantized (test)", "value": q_ppl,
+         "target": f"<= {base_ppl / 2:.2f} (half the no-button baseline)",
+         "ok": q_ppl <= base_ppl / 2, "source": str(model_path.name)},
+        {"model": "genie", "metric": "quantized vs float NLL",
+         "value": q_nll / rec["float"]["nll"] - 1.0, "target": "<= +0.02",
+         "ok": q_nll / rec["float"]["nll"] - 1.0 <= 0.02, "source": str(model_path.name)},
+        {"model": "genie", "metric": "baseline perplexity, no buttons (test)",
+         "value": base_ppl, "target": "", "ok": None, "source": "recorded"},
+        {"model": "genie", "metric": "unigram perplexity (test)",
+         "value": rec["unigram_perplexity"], "target": "", "ok": None, "source": "recorded"},
+        {"model": "genie", "metric": "random-walk contour violation, T=0.25",
+         "value": walks["walk_contour_violation"], "target": "<= 0.10",
+         "ok": walks["walk_contour_violation"] <= 0.10, "source": str(model_path.name)},
+        {"model": "genie", "metric": "model size (bytes)", "value": size,
+         "target": "< 1048576", "ok": size < 1 << 20, "source": str(model_path.name)},
+    ]
+    return rows
+
+
+def main() -> None:
+    import argparse
+    ap = argparse.ArgumentParser(description="train Piano Genie and export genie.tflite")
+    ap.add_argument("--smoke", action="store_true", help="tiny run (a few steps)")
+    ap.add_argument("--eval", action="store_true", help="only print the metric rows")
+    args = ap.parse_args()
+    if args.eval:
+        for row in evaluate():
+            print(row)
+        return
+    build(smoke=args.smoke)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,243 @@
+"""The Piano Genie decoder as the box runs it: the committed quantized genie.tflite through
+the real TFLite interpreter.
+
+Golden vectors (``models_tflite/training/genie_reference.npz``) were written by the training
+run from the FLOAT Keras sequence decoder; the int8-weight step model must reproduce them
+within the tolerance below. The training-venv checks run in a subprocess and skip when that
+venv is missing.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from piano_buddy import encoding as enc
+from piano_buddy.errors import ModelError
+from piano_buddy.genie import FEATURES, STATE_SIZE, GenieDecoder
+
+ROOT = Path(__file__).resolve().parents[1]
+MODEL = ROOT / "models_tflite" / "genie.tflite"
+REFERENCE = ROOT / "models_tflite" / "training" / "genie_reference.npz"
+TRAIN_PY = ROOT / ".venv-train" / "bin" / "python"
+TFLR_PY = ROOT / ".venv-tflr" / "bin" / "python"
+
+# int8 weights with float activations: measured max |logit diff| vs the float decoder on the
+# golden sequence is ~0.1 (see the model card); we allow 0.35 in logits, 0.03 in softmax
+# probability, and require the same top key on at least 90% of the steps.
+LOGIT_TOL = 0.35
+PROB_TOL = 0.03
+
+
+def softmax(x):
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def contour_violation(keys, buttons):
+    dk = np.sign(np.diff(np.asarray(keys, np.int64), axis=-1))
+    db = np.sign(np.diff(np.asarray(buttons, np.int64), axis=-1))
+    return float(np.mean(dk * db < 0))
+
+
+@pytest.fixture(scope="module")
+def reference():
+    return np.load(REFERENCE)
+
+
+def step_logits(interp, feats):
+    from piano_buddy.tflite import tensor_index
+    ins = interp.get_input_details()
+    f_idx, s_idx = tensor_index(ins, "features"), tensor_index(ins, "state")
+    outs = {tuple(d["shape"]): d["index"] for d in interp.get_output_details()}
+    l_idx, so_idx = outs[(1, enc.NUM_KEYS)], outs[(1, STATE_SIZE)]
+    state = np.zeros((1, STATE_SIZE), np.float32)
+    result = []
+    for f in feats:
+        interp.set_tensor(f_idx, f.reshape(1, FEATURES).astype(np.float32))
+        interp.set_tensor(s_idx, state)
+        interp.invoke()
+        result.append(interp.get_tensor(l_idx)[0].copy())
+        state = interp.get_tensor(so_idx).copy()
+    return np.stack(result)
+
+
+def test_golden_quantized_step_model_reproduces_float_decoder(reference):
+    from piano_buddy.tflite import load_interpreter
+    feats, want = reference["golden_features"], reference["golden_logits"]
+    assert feats.shape == (len(want), FEATURES)
+    got = step_logits(load_interpreter(MODEL), feats)
+    assert np.max(np.abs(got - want)) <= LOGIT_TOL
+    assert np.max(np.abs(softmax(got) - softmax(want))) <= PROB_TOL
+    assert np.mean(got.argmax(1) == want.argmax(1)) >= 0.9
+
+
+def test_golden_features_follow_the_runtime_layout(reference):
+    """Each golden row is exactly what GenieDecoder would feed: one button value in
+    [-1, 1] on the 8-level grid, one previous-key class and one dt bin."""
+    feats = reference["golden_features"]
+    levels = np.round((feats[:, 0] + 1) * 3.5, 4)
+    assert np.allclose(levels, np.round(levels)) and levels.min() >= 0 and levels.max() <= 7
+    assert np.all(feats[:, 1:1 + enc.PREV_KEY_CLASSES].sum(1) == 1)
+    assert np.all(feats[:, 1 + enc.PREV_KEY_CLASSES:].sum(1) == 1)
+    assert feats[0, 1] == 1.0  # the first press has no previous key
+
+
+def random_walk_keys(dec, seed, n=32, length=64, temperature=0.25):
+    rng = np.random.default_rng(seed)
+    buttons = np.zeros((n, length), np.int64)
+    keys = np.zeros((n, length), np.int64)
+    for i in range(n):
+        dec.reset()
+        b, t = int(rng.integers(0, 8)), 0.0
+        for s in range(length):
+            if s:
+                b = int(np.clip(b + rng.integers(-2, 3), 0, 7))
+                t += float(rng.uniform(0.08, 0.6))
+            buttons[i, s] = b
+            keys[i, s] = dec.press(b, t, temperature)
+    return buttons, keys
+
+
+def test_random_button_walks_keep_the_contour():
+    dec = GenieDecoder(MODEL, rng=np.random.default_rng(1))
+    buttons, keys = random_walk_keys(dec, seed=3)
+    assert contour_violation(keys, buttons) <= 0.10
+
+
+def test_higher_button_plays_higher_on_average():
+    dec = GenieDecoder(MODEL, rng=np.random.default_rng(2))
+    buttons, keys = random_walk_keys(dec, seed=4)
+    means = [keys[buttons == b].mean() for b in range(8) if (buttons == b).any()]
+    assert means[-1] - means[0] >= 12  # the top button is over an octave above the bottom
+    assert np.corrcoef(buttons.ravel(), keys.ravel())[0, 1] > 0.5
+
+
+def test_allowed_keys_are_respected():
+    dec = GenieDecoder(MODEL, rng=np.random.default_rng(5))
+    allowed = range(48, 85)
+    for i in range(200):
+        p = dec.press(i % 8, i * 0.2, temperature=1.0, allowed=allowed)
+        assert 48 <= p <= 84
+    odd = [61, 63, 66, 68, 70]  # black keys only
+    for i in range(100):
+        assert dec.press((i * 3) % 8, 50 + i * 0.15, temperature=1.0, allowed=odd) in odd
+        assert dec.press(7, 80 + i * 0.15, temperature=0.0, allowed=odd) in odd
+
+
+def test_empty_or_off_keyboard_allowed_means_all_keys():
+    dec = GenieDecoder(MODEL, rng=np.random.default_rng(6))
+    for allowed in ([], [5, 120], None):
+        p = dec.press(3, 0.0, 0.5, allowed=allowed)
+        assert enc.PIANO_LOWEST <= p <= enc.PIANO_HIGHEST
+        dec.reset()
+
+
+def test_temperature_zero_is_deterministic_and_reset_restarts():
+    seq = [(0, 0.0), (2, 0.3), (4, 0.5), (7, 0.7), (5, 1.9), (1, 2.0), (1, 2.1), (6, 2.6)]
+    a = GenieDecoder(MODEL, rng=np.random.default_rng(1))
+    b = GenieDecoder(MODEL, rng=np.random.default_rng(999))
+    first = [a.press(btn, t, 0.0) for btn, t in seq]
+    assert first == [b.press(btn, t, 0.0) for btn, t in seq]
+    a.reset()
+    assert [a.press(btn, t + 100, 0.0) for btn, t in seq] == first
+
+
+def test_same_seed_same_samples():
+    seq = [(i % 8, i * 0.21) for i in range(40)]
+    a = GenieDecoder(MODEL, rng=np.random.default_rng(42))
+    b = GenieDecoder(MODEL, rng=np.random.default_rng(42))
+    assert [a.press(x, t, 1.0) for x, t in seq] == [b.press(x, t, 1.0) for x, t in seq]
+
+
+def test_time_since_previous_press_matters():
+    """dt is computed inside from the injected clock: the same buttons at another pace give
+    different logits (the decoder was trained with timing)."""
+    dec = GenieDecoder(MODEL)
+    fast = [dec.logits(b, i * 0.05).copy() for i, b in enumerate([3, 4, 5])]
+    dec.reset()
+    slow = [dec.logits(b, i * 0.9).copy() for i, b in enumerate([3, 4, 5])]
+    assert np.allclose(fast[0], slow[0])  # first press: no dt yet
+    assert not np.allclose(fast[1], slow[1], atol=1e-3)
+
+
+def test_bad_button_is_a_value_error():
+    dec = GenieDecoder(MODEL)
+    with pytest.raises(ValueError, match="button 8"):
+        dec.press(8, 0.0)
+
+
+def test_missing_and_truncated_models_name_the_file(tmp_path):
+    with pytest.raises(ModelError, match="missing"):
+        GenieDecoder(tmp_path / "nope.tflite")
+    cut = tmp_path / "cut.tflite"
+    cut.write_bytes(MODEL.read_bytes()[:5000])
+    with pytest.raises(ModelError, match="cut.tflite"):
+        GenieDecoder(cut)
+
+
+def test_wrong_model_is_refused(tmp_path):
+    """A model with another input layout (here: the melody model when present) is refused
+    with a message that names the file."""
+    other = ROOT / "models_tflite" / "melody.tflite"
+    if not other.is_file():
+        pytest.skip("melody.tflite not built yet: no other-layout model to try")
+    with pytest.raises(ModelError, match="melody.tflite"):
+        GenieDecoder(other)
+
+
+def test_loads_in_ai_edge_litert():
+    pytest.importorskip("ai_edge_litert")
+    dec = GenieDecoder(MODEL, prefer="ai_edge_litert", rng=np.random.default_rng(0))
+    assert enc.PIANO_LOWEST <= dec.press(4, 0.0) <= enc.PIANO_HIGHEST
+
+
+def test_loads_in_tflite_runtime_and_agrees():
+    if not TFLR_PY.exists():
+        pytest.skip(f"{TFLR_PY} missing (make tflr-venv; tflite-runtime needs Python <= 3.11)")
+    code = textwrap.dedent(f"""
+        import numpy as np
+        from piano_buddy.genie import GenieDecoder
+        d = GenieDecoder({str(MODEL)!r}, prefer="tflite_runtime")
+        print([d.press(b, i * 0.25, 0.0) for i, b in enumerate([0, 2, 4, 6, 7, 5, 3, 1])])
+    """)
+    res = subprocess.run([str(TFLR_PY), "-c", code], capture_output=True, text=True,
+                         timeout=120, cwd=ROOT)
+    assert res.returncode == 0, res.stderr[-2000:]
+    dec = GenieDecoder(MODEL, prefer="ai_edge_litert")
+    mine = [dec.press(b, i * 0.25, 0.0) for i, b in enumerate([0, 2, 4, 6, 7, 5, 3, 1])]
+    assert res.stdout.strip().splitlines()[-1] == str(mine)
+
+
+def test_stepping_equals_the_whole_sequence_in_training_code():
+    """In the training venv: the basic-op step model (state fed back) computes the same
+    logits as the Keras sequence decoder, and the training-time features equal the runtime's
+    ``fill_features`` layout."""
+    if not TRAIN_PY.exists():
+        pytest.skip(f"{TRAIN_PY} missing (make train-venv)")
+    code = textwrap.dedent("""
+        import numpy as np
+        from models_tflite.training import genie_train as g
+        rng = np.random.default_rng(0)
+        keys = rng.integers(0, 88, size=(1, 24)).astype("int32")
+        dts = rng.integers(0, 33, size=(1, 24)).astype("int32")
+        buttons = rng.integers(0, 8, size=(1, 24))
+        m = g.GenieModel(128, seed=3)
+        m.losses(keys, dts)
+        train_feats = np.asarray(m.decoder_features(keys, dts,
+                                 (2.0 * buttons / 7 - 1).astype("float32")))[0]
+        rt_feats = g.step_features(keys[0], dts[0], buttons[0])
+        assert np.array_equal(train_feats, rt_feats), "feature layouts differ"
+        diff = g.float_step_check(m, rt_feats)
+        print("maxdiff", diff)
+        assert diff < 1e-4, diff
+    """)
+    res = subprocess.run([str(TRAIN_PY), "-c", code], capture_output=True, text=True,
+                         timeout=300, cwd=ROOT)
+    assert res.returncode == 0, res.stdout[-1000:] + res.stderr[-3000:]
+    assert "maxdiff" in res.stdout

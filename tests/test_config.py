@@ -74,3 +74,10 @@ def test_described_defaults_round_trip():
 
 def test_config_error_is_a_value_error():
     assert issubclass(ConfigError, ValueError)
+
+
+def test_the_example_config_is_up_to_date():
+    """config.example.toml (what `make install` copies to /etc) matches the code's table."""
+    example = config.PIN_TABLE.with_name("config.example.toml")
+    assert example.read_text() == config.describe(), \
+        "regenerate: python -c 'from piano_buddy.config import describe; print(describe(), end=\"\")'"

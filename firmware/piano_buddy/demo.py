@@ -1,0 +1,235 @@
+"""The built-in demo: a scripted player presses the mock buttons, the AI answers.
+
+It runs the real firmware parts (mock pins through gpiozero's callback path, the Genie and
+melody models, the conductor, the synth) on a clock driven by the audio frames, so it
+renders faster than real time and the same seed gives the same duet. It writes
+``duet.wav``, ``duet.mid`` and ``duet.png`` (a piano roll: player and AI in two colours),
+and plays the WAV through ALSA when there is a device.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from .config import Config
+
+log = logging.getLogger(__name__)
+
+MAX_SECONDS = 60.0
+
+
+class Press(NamedTuple):
+    time: float       # seconds from the start
+    button: int
+    hold: float       # seconds held
+
+
+def human_script(seed: int = 7) -> tuple[list[Press], list[Press]]:
+    """Two phrases with a person's timing: an eighth-note pulse at ~100 qpm, slightly
+    uneven, some notes held longer, a rest inside the second phrase. Times are relative to
+    each phrase's start; the second phrase comes in while the AI is still answering."""
+    rng = np.random.default_rng(seed)
+    eighth = 60 / 100 / 2
+    phrase1 = [(0, 0, 1), (1, 2, 1), (2, 4, 1), (3, 5, 1), (4, 7, 2), (6, 5, 1),
+               (7, 4, 1), (8, 3, 2), (10, 1, 1), (11, 2, 3)]
+    phrase2 = [(0, 3, 1), (1, 3, 1), (2, 4, 1), (3, 6, 2), (7, 5, 1), (8, 4, 1),
+               (9, 2, 1), (10, 0, 4)]
+    return tuple([Press(max(0.0, at * eighth + rng.normal(0, 0.012)), button,
+                        length * eighth * rng.uniform(0.75, 0.9))
+                  for at, button, length in phrase] for phrase in (phrase1, phrase2))
+
+
+class NoteLog:
+    """Collects finished notes the way the session recorder does (same interface)."""
+
+    def __init__(self):
+        self.notes: list[tuple[int, int, float, float, bool]] = []
+
+    def note(self, pitch, velocity, start, end, ai):
+        self.notes.append((pitch, velocity, start, end, ai))
+
+    def tick(self, now):
+        pass
+
+    def end_session(self):
+        pass
+
+    def close(self):
+        pass
+
+
+def render_duet(cfg: Config, seed: int = 7):
+    """Run the scripted duet offline. Returns (int16 samples, NoteLog, conductor stats)."""
+    from . import paths
+    from .conductor import Conductor, Turn
+    from .genie import GenieDecoder
+    from .melody import MelodyModel
+    from .panel import Panel, mock_factory
+    from .synth import Synth
+
+    a = cfg.audio
+    sr, block = a.sample_rate, a.period_frames
+    synth = Synth(sample_rate=sr, block_frames=block, channels=2, voices=a.voices,
+                  ceiling_dbfs=a.ceiling_dbfs, gain=a.volume)
+    clock = lambda: synth.frame / sr   # noqa: E731 - the audio frames are the demo's clock
+    factory = mock_factory(clock)
+    notes = NoteLog()
+    rng = np.random.default_rng(seed)
+    models = Path(cfg.models.directory) if cfg.models.directory else paths.models_dir()
+    genie = GenieDecoder(models / "genie.tflite", rng=rng)
+    melody = MelodyModel(models / "melody.tflite", rng=rng)
+    conductor: Conductor | None = None
+    panel = Panel(cfg.panel, lambda ev: conductor.post(ev), clock=clock, pin_factory=factory)
+    conductor = Conductor(cfg, synth, genie, melody, panel, recorder=notes, clock=clock,
+                          sample_rate=sr)
+    first, second = human_script(seed)
+    edges = _edges(first, 0.5)
+    second_started = False
+    out = np.zeros((int(MAX_SECONDS * sr) + block, 2), dtype=np.int16)
+    pins = [factory.pin(p) for p in cfg.panel.buttons]
+    try:
+        while synth.frame + block <= len(out):
+            now = clock()
+            while edges and edges[0][0] <= now:
+                _, button, down = edges.pop(0)
+                pins[button].drive_low() if down else pins[button].drive_high()
+            conductor.drain(now)
+            if (not second_started and not edges and conductor.stats["replies"] == 1
+                    and conductor.turn is Turn.AI):
+                # the player comes back in while the AI is still answering: an interrupt
+                reply_end = conductor._reply.end if conductor._reply else now
+                edges = _edges(second, now + max(0.3, reply_end - now - 0.5))
+                second_started = True
+            start = synth.frame
+            out[start:start + block] = synth.render()
+            if (second_started and not edges and conductor.turn is Turn.PLAYER
+                    and not conductor.phrase and not conductor.held_pitches
+                    and conductor.stats["replies"] >= 2 and synth.is_silent()):
+                break
+    finally:
+        conductor.silence_everything()
+        panel.close()
+    end = synth.frame + int(0.3 * sr)
+    return out[:min(end, len(out))], notes, dict(conductor.stats)
+
+
+def _edges(presses, origin):
+    edges = []
+    for p in presses:
+        edges.append((origin + p.time, p.button, True))
+        edges.append((origin + p.time + p.hold, p.button, False))
+    return sorted(edges)
+
+
+def write_midi(path: Path, notes, tempo_bpm: float = 120.0, player_channel: int = 0,
+               ai_channel: int = 1) -> None:
+    """A type-1 .mid: one track per part, the player and the AI on their channels."""
+    import mido
+
+    tpb = 480
+    mid = mido.MidiFile(type=1, ticks_per_beat=tpb)
+    tempo = mido.bpm2tempo(tempo_bpm)
+    for name, ai, ch in (("Player", False, player_channel), ("AI", True, ai_channel)):
+        track = mido.MidiTrack()
+        track.append(mido.MetaMessage("track_name", name=name, time=0))
+        if not ai:
+            track.append(mido.MetaMessage("set_tempo", tempo=tempo, time=0))
+        msgs = []
+        for pitch, vel, start, end, is_ai in notes:
+            if is_ai == ai:
+                msgs.append((round(mido.second2tick(start, tpb, tempo)), 1, pitch, vel))
+                msgs.append((round(mido.second2tick(end, tpb, tempo)), 0, pitch, 0))
+        last = 0
+        for tick, on, pitch, vel in sorted(msgs):
+            kind = "note_on" if on else "note_off"
+            track.append(mido.Message(kind, note=pitch, velocity=vel, channel=ch,
+                                      time=tick - last))
+            last = tick
+        mid.tracks.append(track)
+    tmp = path.with_suffix(".tmp")
+    mid.save(str(tmp))
+    tmp.replace(path)
+
+
+def write_piano_roll(path: Path, notes, title: str = "Piano Buddy duet") -> bool:
+    """A PNG piano roll, player in blue and AI in orange. False if matplotlib is missing."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        from matplotlib.patches import Patch
+    except ImportError:
+        log.warning("matplotlib is not installed: no piano roll")
+        return False
+    colours = {False: "#2b6cb0", True: "#dd6b20"}
+    fig, ax = plt.subplots(figsize=(10, 4), dpi=110)
+    for pitch, _vel, start, end, ai in notes:
+        ax.broken_barh([(start, max(0.02, end - start))], (pitch - 0.4, 0.8),
+                       facecolors=colours[ai], edgecolors="black", linewidth=0.3)
+    if notes:
+        lo = min(n[0] for n in notes) - 2
+        hi = max(n[0] for n in notes) + 2
+        ax.set_ylim(lo, hi)
+        ax.set_xlim(0, max(n[3] for n in notes) + 0.3)
+    ax.set_xlabel("seconds")
+    ax.set_ylabel("MIDI pitch")
+    ax.set_title(title)
+    ax.grid(axis="y", color="#eeeeee")
+    ax.legend(handles=[Patch(color=colours[False], label="player (8 buttons via Genie)"),
+                       Patch(color=colours[True], label="AI reply (melody LSTM)")],
+              loc="upper right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return True
+
+
+def run_demo(cfg: Config, out_dir: Path, seed: int = 7, play: bool = True) -> int:
+    """``piano-buddy demo``: render the duet, write the three files, play it if possible."""
+    from .synth import write_wav
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cfg = dataclasses.replace(cfg, midi=dataclasses.replace(cfg.midi, enabled=False))
+    samples, notes, stats = render_duet(cfg, seed)
+    sr = cfg.audio.sample_rate
+    wav, mid, png = out_dir / "duet.wav", out_dir / "duet.mid", out_dir / "duet.png"
+    write_wav(wav, samples, sr)
+    write_midi(mid, notes.notes)
+    roll = write_piano_roll(png, notes.notes)
+    n_player = sum(1 for n in notes.notes if not n[4])
+    n_ai = len(notes.notes) - n_player
+    print(f"Piano Buddy demo: {n_player} player notes, {n_ai} AI notes, "
+          f"{stats['replies']} replies, {stats['interrupts']} interrupt(s), "
+          f"{len(samples) / sr:.1f} s of audio")
+    print(f"  wrote {wav}, {mid}" + (f", {png}" if roll else " (no piano roll)"))
+    if play:
+        _play(cfg, samples)
+    return 0
+
+
+def _play(cfg: Config, samples: np.ndarray) -> None:
+    """Play the rendered duet on the ALSA device, if one opens; otherwise say so."""
+    from .audio_out import AlsaSink
+    from .errors import AudioDeviceError
+
+    a = cfg.audio
+    sink = AlsaSink(a.device, sample_rate=a.sample_rate, channels=2,
+                    period_frames=a.period_frames, periods=a.periods)
+    try:
+        sink.open()
+    except (AudioDeviceError, OSError) as exc:
+        print(f"  no audio device ({exc}); listen to the WAV file instead")
+        return
+    try:
+        step = a.period_frames
+        for i in range(0, len(samples) - step + 1, step):
+            sink.write(samples[i:i + step])
+    except (AudioDeviceError, OSError) as exc:
+        print(f"  audio device stopped ({exc})")
+    finally:
+        sink.close()

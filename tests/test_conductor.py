@@ -1,0 +1,169 @@
+"""Turn-taking with the real conductor, synth, models and mock pins, under a frame clock."""
+
+import numpy as np
+import pytest
+
+from piano_buddy.conductor import AI_TAG, Turn
+from piano_buddy.encoding import button_for_pitch
+from piano_buddy.events import Kind
+
+from rig import Rig
+
+
+@pytest.fixture
+def rig():
+    r = Rig()
+    yield r
+    r.close()
+
+
+def play_phrase(rig, buttons=(0, 2, 4, 5, 4, 2, 1, 0), hold=0.15, gap=0.1):
+    for b in buttons:
+        rig.tap(b, hold, gap)
+
+
+def test_a_press_sounds_the_decoded_key_at_once_and_its_release_ends_it(rig):
+    rig.press(3)
+    (pitch,) = rig.player_notes
+    assert 21 <= pitch <= 108
+    assert rig.panel.leds[3].value == 1
+    assert rig.conductor.held_pitches == {pitch}
+    rig.release(3)
+    assert not rig.player_notes
+    assert rig.panel.leds[3].value == 0
+
+
+def test_ai_answers_after_the_pause_and_not_before(rig):
+    play_phrase(rig, gap=0.0)
+    pause = rig.cfg.turns.pause
+    rig.run(pause - 0.05)
+    assert rig.conductor.turn is Turn.PLAYER
+    waited = rig.run_until(lambda: rig.conductor.turn is Turn.AI, limit=1.0)
+    assert waited <= 0.05 + 2 * rig.synth.block_frames / rig.sr
+    assert rig.conductor.stats["replies"] == 1
+    assert rig.turns[-2:] == ["player", "ai"]   # thinking happened in between, within a block
+    rig.run(0.05)
+    assert rig.ai_notes, "the reply starts at once"
+    assert rig.panel.turn_led.value == 1
+
+
+def test_no_answer_while_a_button_is_held(rig):
+    play_phrase(rig, buttons=(0, 1, 2))
+    rig.press(4)
+    rig.run(3 * rig.cfg.turns.pause)
+    assert rig.conductor.turn is Turn.PLAYER
+    rig.release(4)
+    rig.run_until(lambda: rig.conductor.turn is Turn.AI, limit=rig.cfg.turns.pause + 0.1)
+
+
+def test_sustain_pedal_keeps_the_phrase_open_and_the_notes_sounding(rig):
+    rig.midi(Kind.PEDAL, 64, 127)
+    rig.midi(Kind.KEY_ON, 60, 100)
+    rig.run(0.1)
+    rig.midi(Kind.KEY_OFF, 60)
+    rig.run(2.0)
+    assert rig.conductor.turn is Turn.PLAYER
+    assert 60 in rig.player_notes, "held by the pedal"
+    rig.midi(Kind.PEDAL, 64, 0)
+    assert not rig.player_notes
+    rig.run_until(lambda: rig.conductor.turn is Turn.AI, limit=rig.cfg.turns.pause + 0.1)
+
+
+def test_a_press_during_the_reply_silences_every_ai_note_and_starts_a_phrase(rig):
+    play_phrase(rig)
+    rig.run_until(lambda: rig.conductor.turn is Turn.AI)
+    rig.run_until(lambda: bool(rig.ai_notes), limit=2.0)
+    rig.press(6)
+    assert rig.conductor.turn is Turn.PLAYER
+    assert not rig.ai_notes
+    assert len(rig.player_notes) == 1
+    assert rig.conductor.stats["interrupts"] == 1
+    assert rig.panel.turn_led.value == 0
+    assert [led.value for i, led in enumerate(rig.panel.leds) if i != 6] == [0] * 7
+    rig.release(6)
+    rig.run_until(lambda: rig.conductor.turn is Turn.AI, limit=rig.cfg.turns.pause + 0.1)
+    rig.assert_nothing_stuck()
+
+
+def test_reply_length_and_rhythm_follow_the_phrase(rig):
+    rig.keep_audio = False
+    play_phrase(rig, buttons=(0, 1, 2, 3, 4, 5, 6, 7, 6, 5, 4, 3), hold=0.2, gap=0.1)
+    rig.run_until(lambda: rig.conductor.turn is Turn.AI)
+    reply = rig.conductor._reply
+    length = reply.end - min(n.start for n in reply.notes)
+    assert 2.0 <= length <= 8.0 + 0.2
+    assert abs(length - 3.6) < 1.0, length   # the phrase lasted 3.6 s
+    assert all(n.end > n.start for n in reply.notes)
+    rig.assert_nothing_stuck()
+
+
+def test_ai_notes_light_the_button_whose_share_of_the_keyboard_holds_them(rig):
+    play_phrase(rig)
+    rig.run_until(lambda: rig.conductor.turn is Turn.AI)
+    first = min(rig.conductor._reply.notes, key=lambda n: n.start)
+    rig.run_until(lambda: 0 in rig.conductor._reply.started, limit=1.0)
+    b = button_for_pitch(first.pitch, rig.cfg.turns.lowest_key, rig.cfg.turns.highest_key)
+    assert rig.panel.leds[b].value == 1
+    rig.run_until(lambda: rig.conductor.turn is Turn.PLAYER, limit=10)
+    assert all(led.value == 0 for led in rig.panel.leds)
+
+
+def test_mashing_every_button_never_leaves_a_note_stuck():
+    rig = Rig(seed=3)
+    rng = np.random.default_rng(0)
+    down = set()
+    try:
+        for _ in range(600):     # 20 edges a second for 30 s, with pauses and replies
+            b = int(rng.integers(8))
+            if b in down:
+                rig.release(b)
+                down.discard(b)
+            else:
+                rig.press(b)
+                down.add(b)
+            rig.run(float(rng.choice([0.0, 0.03, 0.05, 0.2, 1.2], p=[.3, .3, .2, .15, .05])))
+        assert rig.conductor.stats["replies"] >= 1
+        assert rig.conductor.stats["errors"] == 0
+        rig.assert_nothing_stuck()
+    finally:
+        rig.close()
+
+
+def test_a_lost_release_edge_does_not_leave_the_note_sounding(rig):
+    rig.press(2)
+    rig.pins[2]._state = True          # the level goes up, but the edge never fires
+    rig.run(1.0)
+    assert not rig.player_notes
+    assert rig.conductor.stats["lost_releases"] == 1
+
+
+def test_a_fault_shows_the_error_pattern_until_it_clears(rig):
+    rig.conductor.report_fault("audio", "device 'default' vanished")
+    rig.run(0.05)
+    assert rig.panel.error
+    rig.conductor.report_fault("audio", None)
+    rig.run(0.05)
+    assert not rig.panel.error
+
+
+def test_silence_everything_mid_reply_leaves_nothing_sounding(rig):
+    play_phrase(rig)
+    rig.run_until(lambda: bool(rig.ai_notes), limit=3.0)
+    rig.press(1)                     # a held player note as well
+    rig.conductor.silence_everything()
+    rig.run(0.02)
+    assert not rig.synth.sounding()
+    rig.run(1.0)
+    assert rig.synth.is_silent()
+
+
+def test_same_seed_same_duet():
+    def duet():
+        r = Rig(seed=5)
+        try:
+            play_phrase(r)
+            r.run_until(lambda: r.conductor.turn is Turn.AI)
+            return [(n.pitch, round(n.start - r.now(), 3)) for n in r.conductor._reply.notes]
+        finally:
+            r.close()
+    assert duet() == duet()

@@ -169,15 +169,25 @@ class Box:
     def supervise(self, stop: threading.Event, notifier=None, tick: float = 0.5) -> None:
         """The main thread's loop until ``stop``: systemd READY, then watchdog pings that
         stop as soon as a thread hangs (systemd then restarts the service)."""
+        watchdog = None
         if notifier is not None:
+            from .notify import Watchdog
+
+            def audio_and_conductor_beating() -> bool:
+                return self.healthy()
+            watchdog = Watchdog(notifier, [audio_and_conductor_beating])
             notifier.ready("playing")
             interval = notifier.watchdog_interval()
             tick = min(tick, interval) if interval else tick
+        reported = False
         while not stop.wait(tick):
             if self.recorder is not None:
                 self.recorder.tick(self.clock())
-            if notifier is not None and self.healthy():
-                notifier.watchdog()
+            if watchdog is not None and not watchdog.tick() and not reported:
+                reported = True
+                log.error("a real-time thread stopped beating (%s): withholding the "
+                          "watchdog ping so systemd restarts the service",
+                          ", ".join(watchdog.failed))
 
     # --- stop ---------------------------------------------------------------------------------
     def close(self) -> None:

@@ -82,3 +82,6 @@ eval: train-venv  ## print the metric tables of the committed models
 
 clean:  ## remove build output (keeps the virtual environments)
 	rm -rf build out .pytest_cache
+
+soak: venv  ## a compressed museum day through the real firmware: make soak MINUTES=N
+	$(PY) -m bench.soak --minutes $(or $(MINUTES),5)

@@ -23,7 +23,7 @@ from enum import Enum
 from typing import Callable, Protocol, Sequence
 
 from .config import Config
-from .encoding import NUM_BUTTONS, button_for_pitch
+from .encoding import NUM_BUTTONS, PIANO_HIGHEST, PIANO_LOWEST, button_for_pitch
 from .events import InputEvent, Kind
 from .phrase import Note, StepNote, plan_reply, unquantize
 
@@ -93,7 +93,8 @@ class Conductor:
         self._reply: _Reply | None = None
         self._ai_leds: dict[int, int] = {}              # button -> AI notes lighting it
         self.stats = {"events": 0, "dropped_events": 0, "replies": 0, "interrupts": 0,
-                      "errors": 0, "empty_replies": 0, "lost_releases": 0}
+                      "errors": 0, "empty_replies": 0, "lost_releases": 0,
+                      "ignored_events": 0}
         self._last_level_check = float("-inf")
         self.last_notes: list[tuple[str, int]] = []     # (who, pitch), for the live view
         self.heartbeat = time.monotonic()
@@ -142,6 +143,9 @@ class Conductor:
             if self._end_note(("b", ev.source), ev.time):
                 self.panel.button_led(ev.source, False)
         elif ev.kind is Kind.KEY_ON:
+            if not PIANO_LOWEST <= ev.source <= PIANO_HIGHEST:
+                self.stats["ignored_events"] += 1
+                return
             if ("k", ev.source) in self._held:
                 self._end_note(("k", ev.source), ev.time)
             self._interrupt_ai(ev.time)

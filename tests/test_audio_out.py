@@ -405,3 +405,52 @@ def test_jack_server_helper_runs_outside_pytest(tmp_path):
     assert server.pid is None and not server.is_running()
     # the process is gone (reaped), not just signalled
     assert subprocess.run(["kill", "-0", str(pid)], capture_output=True).returncode != 0
+
+
+# --- with the firmware's own synth and scheduling ------------------------------------------
+def _real_synth_class():
+    try:
+        from piano_buddy.synth import Synth
+    except ImportError:
+        try:
+            from piano_buddy.synth.engine import Synth
+        except ImportError as exc:
+            pytest.skip(f"piano_buddy.synth not importable yet: {exc}")
+    return Synth
+
+
+def test_the_real_synth_plays_a4_through_alsa(alsa_capture):
+    Synth = _real_synth_class()
+    synth = Synth(sample_rate=RATE, block_frames=128, channels=2)
+    synth.note_on(69, 100)                              # A4
+    thread, status = make_thread(synth, lambda: AlsaSink(alsa_capture.device))
+    thread.start()
+    wait_for(lambda: thread.frames_written >= RATE // 2, what="half a second")
+    stop_and_join(thread)
+    got = alsa_capture.samples()
+    assert len(got) == thread.frames_written and status.oks() == [True]
+    window = got[RATE // 10: RATE // 10 + RATE // 4]
+    assert np.abs(window).max() > 300                   # audible, not silence
+    assert abs(cents(dominant_frequency(window[:, 0], RATE), 440.0)) < 5.0
+
+
+@pytest.mark.parametrize("priority, expect_realtime", [(5000, False), (10, True)])
+def test_real_time_priority_is_tried_and_its_refusal_logged_once(caplog,
+                                                                  priority, expect_realtime):
+    caplog.set_level(logging.INFO, logger="piano_buddy.audio")
+    if expect_realtime:
+        import os
+        try:     # only where this process may use SCHED_FIFO (root or LimitRTPRIO)
+            old = os.sched_getscheduler(0), os.sched_getparam(0)
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+            os.sched_setscheduler(0, old[0], old[1])
+        except OSError as exc:
+            pytest.skip(f"SCHED_FIFO not permitted here: {exc}")
+    thread = AudioThread(ToneSynth(), lambda: PacedNullSink(RATE), realtime_priority=priority)
+    thread.start()
+    wait_for(lambda: thread.frames_written >= 1280, what="ten blocks")
+    stop_and_join(thread)
+    assert thread.realtime is expect_realtime
+    lines = [r.getMessage() for r in caplog.records if "real-time priority" in r.getMessage()
+             or "SCHED_FIFO" in r.getMessage()]
+    assert len(lines) == 1 and thread.unexpected_errors == 0

@@ -1,0 +1,418 @@
+"""The synth: note commands in from any thread, one int16 block out per ``render()`` call.
+
+Real-time rules of the render path (the audio thread): every array it touches is allocated
+here in ``__init__``; each block is a fixed sequence of numpy calls with ``out=`` over all
+voices at once (no per-sample Python loop, no per-voice loop except for the rare stage
+changes and commands); no locks (commands come through the lock-free ``CommandQueue``), no
+logging, no exceptions on a full queue.
+
+How a block is made: commands are drained at the block's start; the block is then split at
+the frames of scheduled commands (``at_frame``) so the AI's notes start on their exact
+sample, and each piece ("segment") is rendered by ``_render_segment``:
+
+1. envelopes: level and brightness of every voice at the segment's end (one formula);
+2. gains: per oscillator row at the segment's start and its slope, times the pan, as a
+   small matrix G (channels x 2, rows);
+3. oscillators: table phase for every row and frame from one matmul, then one gather of
+   interleaved (sample, slope) pairs and linear interpolation;
+4. mix: ``G @ X`` sums all rows with their gains and gain slopes in one BLAS call, so the
+   per-sample gain ramp costs two vector operations on the mix instead of one per row.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+
+import numpy as np
+
+from ..errors import ConfigError
+from . import timbre
+from .commands import (ALL_OFF, AT, CANCEL, IMMEDIATE, KIND, NOTE_OFF, NOTE_ON, PITCH, SEQ,
+                       STAMP, TAG, VELOCITY, CommandQueue, ReleaseFlags)
+from .limiter import OutputStage
+from .voices import ATTACK, FADE, HELD, IDLE, RELEASE, VoiceBank
+from .wavetables import build_wavetables
+
+PLAYER = 0          # notes from the buttons and MIDI keyboards
+AI = 1              # the model's reply
+MAX_TAGS = 8
+STARTED_RING = 64   # how many recent note starts ``started()`` remembers
+
+_STAT_KEYS = ("blocks", "note_ons", "note_offs", "retriggers", "steals", "replaced_pending",
+              "dropped_commands", "flagged_releases", "ignored_notes", "late_events",
+              "quantized_events", "cancels", "all_notes_offs", "auto_releases",
+              "limited_blocks", "clipped_blocks")
+
+
+class Synth:
+    """A polyphonic wavetable piano. See the package docstring for the threading contract."""
+
+    def __init__(self, sample_rate: int = 48000, block_frames: int = 128, channels: int = 2,
+                 voices: int = 16, ceiling_dbfs: float = -6.0, gain: float = 1.0,
+                 queue_size: int = 512, max_hold_s: float | None = 60.0, max_splits: int = 8):
+        checks = (("sample_rate", sample_rate, 8000 <= sample_rate <= 192000, "8000..192000"),
+                  ("block_frames", block_frames, 16 <= block_frames <= 8192, "16..8192"),
+                  ("channels", channels, 1 <= channels <= 8, "1..8"),
+                  ("voices", voices, 1 <= voices <= 128, "1..128"),
+                  ("ceiling_dbfs", ceiling_dbfs, -60.0 <= ceiling_dbfs <= 0.0, "-60..0"),
+                  ("gain", gain, 0.0 <= gain <= 1.0, "0..1"),
+                  ("queue_size", queue_size, 1 <= queue_size <= 1 << 20, "1..1048576"),
+                  ("max_splits", max_splits, 0 <= max_splits <= block_frames, "0..block_frames"))
+        for name, value, ok, allowed in checks:
+            if not ok:
+                raise ConfigError(f"synth {name} = {value!r} is out of range (allowed {allowed})")
+        self.sample_rate = int(sample_rate)
+        self.block_frames = F = int(block_frames)
+        self.channels = int(channels)
+        self.n_voices = int(voices)
+        self.max_splits = int(max_splits)
+        self.bank = build_wavetables(self.sample_rate)
+        self.voices = vb = VoiceBank(self.n_voices, self.bank, self.channels)
+        self.output = OutputStage(self.sample_rate, F, self.channels, ceiling_dbfs, gain)
+        self._queue = CommandQueue(queue_size)
+        self._flags = ReleaseFlags(MAX_TAGS)
+        self._scheduled: list[tuple] = []        # heap of scheduled commands, audio thread only
+        self.frame = 0
+        self.stats = dict.fromkeys(_STAT_KEYS, 0)
+        self._max_hold = None if max_hold_s is None else int(max_hold_s * self.sample_rate)
+        self._next_hold_check = 0
+        # started(): a ring of (stamp, frame, pitch, tag) of recent note starts
+        self._started_stamp = np.full(STARTED_RING, np.nan)
+        self._started_frame = np.zeros(STARTED_RING, dtype=np.int64)
+        self._started_pitch = np.zeros(STARTED_RING, dtype=np.int16)
+        self._started_tag = np.zeros(STARTED_RING, dtype=np.int16)
+        self._started_count = 0
+        # ---- render buffers (allocated once) ----
+        rows = 2 * self.n_voices
+        mix_channels = vb.pan.shape[0]
+        self._mask = self.bank.size - 1
+        self._next = np.zeros((2, self.n_voices))             # envelope state at segment end
+        self._next_level = self._next[0]
+        self._next_bright = self._next[1]
+        self._decay = np.zeros((2, self.n_voices))
+        self._crossed = np.zeros(self.n_voices, dtype=bool)
+        self._crossed_below = np.zeros(self.n_voices, dtype=bool)
+        self._gd = np.zeros((2, rows), dtype=np.float32)     # [gain at start, gain slope]
+        self._g1 = np.zeros(rows, dtype=np.float32)          # gain at segment end
+        self._g1_body = self._g1[0::2]
+        self._g1_bright = self._g1[1::2]
+        # G^T: for each row, [gain, slope] for each channel: (rows, 2 * mix_channels)
+        self._g_t = np.zeros((rows, mix_channels, 2), dtype=np.float32)
+        self._g_t2 = self._g_t.reshape(rows, 2 * mix_channels)
+        self._pan_t = vb.pan.T[:, :, None]                   # (rows, channels, 1)
+        self._gd_t = self._gd.T[:, None, :]                  # (rows, 1, 2)
+        self._phase_step = np.zeros(rows)
+        self._ramp2 = np.vstack([np.arange(F), np.ones(F)]).T.astype(np.float32).copy()
+        self._t_col = np.arange(1, F + 1, dtype=np.float32)[:, None]
+        self._ph = np.zeros(rows * F, dtype=np.float32)
+        self._ph_int = np.zeros(rows * F, dtype=np.float32)
+        self._frac = np.zeros(rows * F, dtype=np.float32)
+        self._idx = np.zeros(rows * F, dtype=np.intp)
+        self._pairs = np.zeros((rows * F, 2), dtype=np.float32)
+        self._x = np.zeros(rows * F, dtype=np.float32)
+        self._y = np.zeros(2 * mix_channels * F, dtype=np.float32)
+        self._mix = np.zeros((F, mix_channels), dtype=np.float32)
+        self._block = np.zeros((F, self.channels), dtype=np.int16)
+        # views for full blocks, one set per number of active rows (no reshape per block)
+        self._views = [None] + [self._make_views(k, F) if k % 2 == 0 else None
+                                for k in range(1, rows + 1)]
+        self._starts: list[int] = []
+
+    def _make_views(self, k: int, n: int) -> tuple:
+        """Contiguous (n, k) views of the flat render buffers."""
+        size = k * n
+        c2 = self._g_t2.shape[1]
+        return (self._ph[:size].reshape(n, k), self._ph_int[:size].reshape(n, k),
+                self._frac[:size].reshape(n, k), self._idx[:size].reshape(n, k),
+                self._pairs[:size].reshape(n, k, 2), self._x[:size].reshape(n, k),
+                self._y[:n * c2].reshape(n, c2))
+
+    # ==== commands: any thread =============================================================
+    def note_on(self, pitch: int, velocity: int, tag: int = PLAYER, at_frame: int | None = None,
+                stamp: float | None = None) -> None:
+        """Start a note (velocity 1..127; 0 means note-off, as in MIDI). Never blocks."""
+        try:
+            pitch, velocity, tag = int(pitch), int(velocity), self._check_tag(tag)
+        except (TypeError, ValueError, OverflowError):
+            self.stats["ignored_notes"] += 1
+            return
+        if velocity <= 0:
+            self.note_off(pitch, tag, at_frame)
+            return
+        if not timbre.LOWEST_PITCH <= pitch <= timbre.HIGHEST_PITCH:
+            self.stats["ignored_notes"] += 1
+            return
+        at = IMMEDIATE if at_frame is None else int(at_frame)
+        cmd = (at, self._queue.next_seq(), NOTE_ON, pitch, min(velocity, 127), tag, stamp)
+        if not self._queue.put(cmd):
+            self.stats["dropped_commands"] += 1    # a lost note-on is silence, never a stuck note
+
+    def note_off(self, pitch: int, tag: int = PLAYER, at_frame: int | None = None) -> None:
+        """Release a note. Never lost: if the queue is full it goes through the flags."""
+        try:
+            pitch, tag = int(pitch), self._check_tag(tag)
+        except (TypeError, ValueError, OverflowError):
+            return
+        if not timbre.LOWEST_PITCH <= pitch <= timbre.HIGHEST_PITCH:
+            return
+        seq = self._queue.next_seq()
+        at = IMMEDIATE if at_frame is None else int(at_frame)
+        if not self._queue.put((at, seq, NOTE_OFF, pitch, 0, tag, None)):
+            self.stats["flagged_releases"] += 1
+            if at == IMMEDIATE:
+                self._flags.raise_note_off(tag, pitch, seq)
+            else:                                 # a lost scheduled off: drop the whole reply
+                self._flags.raise_cancel(tag, seq)
+
+    def cancel(self, tag: int) -> None:
+        """Release every voice with this tag now and drop its scheduled commands."""
+        tag = self._check_tag(tag)
+        seq = self._queue.next_seq()
+        if not self._queue.put((IMMEDIATE, seq, CANCEL, 0, 0, tag, None)):
+            self.stats["flagged_releases"] += 1
+            self._flags.raise_cancel(tag, seq)
+
+    def all_notes_off(self) -> None:
+        """Release everything now and drop every scheduled command."""
+        seq = self._queue.next_seq()
+        if not self._queue.put((IMMEDIATE, seq, ALL_OFF, 0, 0, 0, None)):
+            self.stats["flagged_releases"] += 1
+            self._flags.raise_all_off(seq)
+
+    def set_gain(self, gain: float) -> None:
+        """Master volume 0..1 (clamped), glided over ~30 ms by the audio thread."""
+        self.output.set_gain(gain)
+
+    @staticmethod
+    def _check_tag(tag) -> int:
+        tag = int(tag)
+        if not 0 <= tag < MAX_TAGS:
+            raise ValueError(f"synth tag {tag} must be within 0..{MAX_TAGS - 1}")
+        return tag
+
+    # ==== introspection: any thread ========================================================
+    def sounding(self) -> set[tuple[int, int]]:
+        """(pitch, tag) of every note that is held: note-on without note-off yet."""
+        return self.voices.held_notes()
+
+    def is_silent(self) -> bool:
+        """No voice sounds at all (released voices have faded out to zero)."""
+        return not bool(np.any(self.voices.stage != IDLE))
+
+    def started(self) -> list[tuple[float | None, int]]:
+        """Recent note starts, oldest first: (stamp given to note_on, absolute frame of the
+        note's first sample)."""
+        return [(stamp, frame) for stamp, frame, _, _ in self.started_notes()]
+
+    def started_notes(self) -> list[tuple[float | None, int, int, int]]:
+        """Like ``started`` with the pitch and tag: (stamp, frame, pitch, tag)."""
+        count = self._started_count
+        out = []
+        for k in range(max(0, count - STARTED_RING), count):
+            i = k % STARTED_RING
+            stamp = float(self._started_stamp[i])
+            out.append((None if math.isnan(stamp) else stamp, int(self._started_frame[i]),
+                        int(self._started_pitch[i]), int(self._started_tag[i])))
+        return out
+
+    @property
+    def table_bytes(self) -> int:
+        return self.bank.nbytes
+
+    # ==== the audio thread =================================================================
+    def render(self) -> np.ndarray:
+        """Render the next block: int16 (block_frames, channels), valid until the next call."""
+        F = self.block_frames
+        start = self.frame
+        self._drain_commands(start)
+        heap = self._scheduled
+        pos = 0
+        splits = 0
+        while pos < F:
+            while heap and heap[0][AT] <= start + pos:
+                self._apply(heapq.heappop(heap), start + pos)
+            end = F
+            if heap and heap[0][AT] < start + F:
+                if splits < self.max_splits:
+                    end = heap[0][AT] - start
+                    splits += 1
+                else:                      # too many event frames in one block: apply them now
+                    while heap and heap[0][AT] < start + F:
+                        self.stats["quantized_events"] += 1
+                        self._apply(heapq.heappop(heap), start + pos)
+            self._render_segment(pos, end, start)
+            pos = end
+        if self._max_hold is not None and start >= self._next_hold_check:
+            self._release_overheld(start)
+        self.output.process(self._mix, self._block)
+        self.stats["blocks"] += 1
+        self.stats["limited_blocks"] = self.output.limited_blocks
+        self.stats["clipped_blocks"] = self.output.clipped_blocks
+        self.frame = start + F
+        return self._block
+
+    def _drain_commands(self, start: int) -> None:
+        flags = self._flags.take() if self._flags.dirty else None
+        queue = self._queue
+        while True:
+            cmd = queue.get_nowait()
+            if cmd is None:
+                break
+            while flags and flags[0][SEQ] < cmd[SEQ]:
+                self._apply(flags.pop(0), start)
+            at = cmd[AT]
+            if at == IMMEDIATE:
+                self._apply(cmd, start)
+            elif at <= start:
+                if at < start:
+                    self.stats["late_events"] += 1
+                self._apply(cmd, start)
+            else:
+                heapq.heappush(self._scheduled, cmd)
+        while flags:
+            self._apply(flags.pop(0), start)
+
+    def _apply(self, cmd: tuple, frame: int) -> None:
+        """One command, taking effect at absolute ``frame`` (the current segment's start)."""
+        kind, vb = cmd[KIND], self.voices
+        if kind == NOTE_ON:
+            pitch, velocity, tag = cmd[PITCH], cmd[VELOCITY], cmd[TAG]
+            note = (pitch, velocity, tag, cmd[STAMP])
+            self.stats["note_ons"] += 1
+            v = vb.find(pitch, tag, (ATTACK, HELD, RELEASE))
+            if v >= 0:                                 # re-struck: fade, then strike again
+                self.stats["retriggers"] += 1
+                vb.fade(v, note)
+                return
+            v = vb.find_pending(pitch, tag)
+            if v >= 0:                                 # re-struck before it even started
+                vb.pending_note[v] = note
+                return
+            v, how = vb.choose_victim()
+            if how == "idle":
+                self._start(v, note, frame)
+            else:
+                self.stats["steals" if how == "steal" else "replaced_pending"] += 1
+                vb.fade(v, note)
+        elif kind == NOTE_OFF:
+            self.stats["note_offs"] += 1
+            v = vb.find(cmd[PITCH], cmd[TAG])
+            if v >= 0:
+                vb.release(v)
+            else:
+                v = vb.find_pending(cmd[PITCH], cmd[TAG])
+                if v >= 0:                             # released before its voice was free
+                    vb.pending[v] = False
+                    vb.pending_note[v] = None
+        elif kind == CANCEL:
+            self.stats["cancels"] += 1
+            self._release_where(cmd[TAG])
+            if any(c[TAG] == cmd[TAG] for c in self._scheduled):
+                self._scheduled[:] = [c for c in self._scheduled if c[TAG] != cmd[TAG]]
+                heapq.heapify(self._scheduled)
+        elif kind == ALL_OFF:
+            self.stats["all_notes_offs"] += 1
+            self._release_where(None)
+            self._scheduled.clear()
+
+    def _release_where(self, tag: int | None) -> None:
+        """Release held voices with this tag (None: all) and forget pending notes with it."""
+        vb = self.voices
+        held = (vb.stage == ATTACK) | (vb.stage == HELD)
+        if tag is not None:
+            held &= vb.tag == tag
+        for v in np.flatnonzero(held):
+            vb.release(int(v))
+        for v in np.flatnonzero(vb.pending):        # pending notes go by their own tag
+            note = vb.pending_note[v]
+            if tag is None or note is None or note[2] == tag:
+                vb.pending[v] = False
+                vb.pending_note[v] = None
+
+    def _start(self, v: int, note: tuple, frame: int) -> None:
+        pitch, velocity, tag, stamp = note
+        self.voices.start(v, pitch, velocity, tag, frame)
+        i = self._started_count % STARTED_RING
+        self._started_stamp[i] = np.nan if stamp is None else stamp
+        self._started_frame[i] = frame
+        self._started_pitch[i] = pitch
+        self._started_tag[i] = tag
+        self._started_count += 1
+
+    def _release_overheld(self, start: int) -> None:
+        """A held note older than max_hold_s is released: a lost note-off cannot drone on."""
+        vb = self.voices
+        self._next_hold_check = start + self.sample_rate // 10
+        held = (vb.stage == ATTACK) | (vb.stage == HELD)
+        for v in np.flatnonzero(held & (start - vb.start_frame > self._max_hold)):
+            vb.release(int(v))
+            self.stats["auto_releases"] += 1
+
+    def _render_segment(self, pos: int, end: int, block_start: int) -> None:
+        n = end - pos
+        vb = self.voices
+        active = vb.highest_active
+        mix = self._mix[pos:end]
+        if active == 0:
+            mix.fill(0.0)
+            return
+        # 1. envelopes at the segment's end: target + (state - target) * exp(-n * rate)
+        nxt = self._next
+        np.multiply(vb.rate, -float(n), out=self._decay)
+        np.exp(self._decay, out=self._decay)
+        np.subtract(vb.state, vb.target, out=nxt)
+        np.multiply(nxt, self._decay, out=nxt)
+        np.add(nxt, vb.target, out=nxt)
+        level = self._next_level
+        np.greater_equal(level, vb.end_above, out=self._crossed)
+        np.less_equal(level, vb.end_below, out=self._crossed_below)
+        np.logical_or(self._crossed, self._crossed_below, out=self._crossed)
+        starts = self._starts
+        if self._crossed.any():
+            for v in np.flatnonzero(self._crossed):
+                if vb.stage_ends(int(v), level):
+                    starts.append(int(v))
+        # 2. gains per row: at the end, slope per frame, times the pan
+        np.multiply(vb.amp, level, out=self._g1_body)
+        np.multiply(self._g1_body, self._next_bright, out=self._g1_bright)
+        np.subtract(self._g1, self._gd[0], out=self._gd[1])
+        np.multiply(self._gd[1], 1.0 / n, out=self._gd[1])
+        np.multiply(self._pan_t, self._gd_t, out=self._g_t)
+        # 3. oscillators, laid out (frames, rows) so per-row values broadcast along rows:
+        #    phase of every frame and row, one gather of (sample, slope) pairs, interpolation
+        k = 2 * active
+        ph, ph_int, frac, idx, pairs, x, y = (self._views[k] if n == self.block_frames
+                                              else self._make_views(k, n))
+        np.matmul(self._ramp2[:n], vb.inc_phase_t[:, :k], out=ph)
+        np.floor(ph, out=ph_int)
+        np.subtract(ph, ph_int, out=frac)
+        np.copyto(idx, ph_int, casting="unsafe")
+        np.bitwise_and(idx, self._mask, out=idx)
+        np.bitwise_or(idx, vb.offset[:k], out=idx)        # tables start at multiples of size
+        np.take(self.bank.table, idx, axis=0, out=pairs)
+        np.multiply(pairs[:, :, 1], frac, out=x)
+        np.add(x, pairs[:, :, 0], out=x)
+        # 4. mix: x @ [gain, slope per channel] sums the rows in one BLAS call; then
+        #    mix = gain part + frame number * slope part
+        np.matmul(x, self._g_t2[:k], out=y)
+        np.multiply(y[:, 1::2], self._t_col[:n], out=mix)
+        np.add(mix, y[:, 0::2], out=mix)
+        # advance to the segment's end
+        np.copyto(vb.state, nxt)
+        np.copyto(self._gd[0], self._g1)
+        np.multiply(vb.inc, float(n), out=self._phase_step)
+        np.add(vb.phase, self._phase_step, out=vb.phase)
+        np.remainder(vb.phase, float(self.bank.size), out=vb.phase)
+        np.copyto(vb.inc_phase_t[1], vb.phase, casting="same_kind")
+        if starts:
+            for v in starts:
+                note = vb.pending_note[v]
+                vb.pending[v] = False
+                vb.pending_note[v] = None
+                if note is not None:
+                    self._start(v, note, block_start + end)
+            starts.clear()
+            vb.refresh_highest_active()
+        elif self._crossed.any():
+            vb.refresh_highest_active()

@@ -1,0 +1,109 @@
+"""The last stage: master gain (the volume knob), a look-at-the-block limiter, a soft clip
+that makes the ceiling a hard guarantee, and the conversion to int16.
+
+Why this shape: the mix is computed a whole block before it is played, so the limiter can
+see the block's peak and lower its gain before the loud samples go out (no overshoot
+waiting for an attack time). Gain changes, the knob's and the limiter's, are ramped
+linearly across the block, so they never step (no zipper noise). A ramp that starts from a
+higher gain could still let the first samples of a sudden loud block through; the soft clip
+catches those: linear up to ``KNEE`` of the ceiling, then a tanh curve that approaches the
+ceiling and never reaches it. With every voice at full velocity, the output stays under the
+ceiling by construction, not by tuning.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+KNEE = 0.90                 # of the ceiling: the soft clip is linear below this
+LIMIT_TARGET = 0.88         # the limiter aims the block peak here, just under the knee
+LIMIT_RELEASE_S = 0.25      # limiter gain recovers with this time constant
+GAIN_SMOOTH_S = 0.03        # the volume knob glides with this time constant
+
+
+class OutputStage:
+    def __init__(self, sample_rate: int, block_frames: int, channels: int,
+                 ceiling_dbfs: float, gain: float):
+        if not -60.0 <= ceiling_dbfs <= 0.0:
+            raise ValueError(f"ceiling_dbfs {ceiling_dbfs} must be within -60..0 dBFS")
+        self.ceiling = 10.0 ** (ceiling_dbfs / 20.0)
+        self.channels = channels
+        self.block_frames = block_frames
+        self.target_gain = self._clamp(gain)
+        self.gain = self.target_gain
+        self.limiter_gain = 1.0
+        self._gain_alpha = 1.0 - math.exp(-block_frames / (GAIN_SMOOTH_S * sample_rate))
+        self._release_alpha = 1.0 - math.exp(-block_frames / (LIMIT_RELEASE_S * sample_rate))
+        self._ramp = (np.arange(1, block_frames + 1, dtype=np.float32) / block_frames)[:, None]
+        self._gain_ramp = np.empty((block_frames, 1), dtype=np.float32)
+        self._scratch = np.empty((block_frames, 2 if channels > 1 else 1), dtype=np.float32)
+        self._sign = np.empty_like(self._scratch)
+        self._soft = np.empty_like(self._scratch)
+        self._int_scale = 32767.0 * self.ceiling
+        self.limited_blocks = 0
+        self.clipped_blocks = 0
+
+    @staticmethod
+    def _clamp(gain: float) -> float:
+        gain = float(gain)
+        if not gain == gain:       # NaN: keep silent rather than raise in someone's thread
+            return 0.0
+        return min(max(gain, 0.0), 1.0)
+
+    def set_gain(self, gain: float) -> None:
+        self.target_gain = self._clamp(gain)
+
+    def process(self, mix: np.ndarray, out: np.ndarray) -> None:
+        """mix: (block, 1 or 2) float32 in ceiling units, overwritten. out: (block, channels)."""
+        # the knob: glide one step per block
+        old_gain = self.gain
+        diff = self.target_gain - old_gain
+        self.gain = self.target_gain if abs(diff) < 1e-4 else old_gain + diff * self._gain_alpha
+        # the limiter: the gain that puts this block's peak at LIMIT_TARGET
+        np.abs(mix, out=self._scratch)
+        raw_peak = float(self._scratch.max())
+        peak = raw_peak * self.gain
+        old_limit = self.limiter_gain
+        wanted = LIMIT_TARGET / peak if peak > LIMIT_TARGET else 1.0
+        if wanted < old_limit:
+            self.limiter_gain = wanted                    # duck within this block
+            self.limited_blocks += 1
+        else:
+            self.limiter_gain = old_limit + (wanted - old_limit) * self._release_alpha
+            if self.limiter_gain > 0.9999:
+                self.limiter_gain = 1.0
+        start, end = old_gain * old_limit, self.gain * self.limiter_gain
+        if start == end:
+            if start != 1.0:
+                np.multiply(mix, start, out=mix)
+        else:
+            np.multiply(self._ramp, end - start, out=self._gain_ramp)
+            np.add(self._gain_ramp, start, out=self._gain_ramp)
+            np.multiply(mix, self._gain_ramp, out=mix)
+        if raw_peak * max(start, end) > KNEE:
+            self._soft_clip(mix)
+        np.multiply(mix, self._int_scale, out=mix)
+        np.rint(mix, out=mix)
+        if self.channels <= 2:
+            np.copyto(out, mix, casting="unsafe")
+        else:                      # extra channels repeat left, right
+            for c in range(self.channels):
+                np.copyto(out[:, c], mix[:, c % 2], casting="unsafe")
+
+    def _soft_clip(self, mix: np.ndarray) -> None:
+        """Linear below KNEE; above it KNEE + (1 - KNEE) * tanh(excess / (1 - KNEE)) < 1,
+        written as x + sign(x) * ((1 - KNEE) * tanh(e / (1 - KNEE)) - e), e = max(|x| - KNEE, 0)."""
+        self.clipped_blocks += 1
+        e, s, t = self._scratch, self._sign, self._soft
+        np.abs(mix, out=e)
+        np.subtract(e, KNEE, out=e)
+        np.maximum(e, 0.0, out=e)
+        np.multiply(e, 1.0 / (1.0 - KNEE), out=t)
+        np.tanh(t, out=t)
+        np.multiply(t, 1.0 - KNEE, out=t)
+        np.subtract(t, e, out=t)
+        np.sign(mix, out=s)
+        np.multiply(t, s, out=t)
+        np.add(mix, t, out=mix)

@@ -10,6 +10,7 @@ on unknown keys and unparsable values, so any output on stderr is a failure too.
 from __future__ import annotations
 
 import inspect
+import os
 import re
 import shlex
 import shutil
@@ -23,7 +24,8 @@ UNIT = REPO / "systemd" / "piano-buddy.service"
 ANALYZE = shutil.which("systemd-analyze")
 MAX_EXPOSURE = 2.0
 
-pytestmark = pytest.mark.skipif(ANALYZE is None, reason="systemd-analyze not installed (apt-get install systemd)")
+needs_analyze = pytest.mark.skipif(ANALYZE is None,
+                                   reason="systemd-analyze not installed (apt-get install systemd)")
 
 
 def _host_units() -> Path | None:
@@ -65,6 +67,7 @@ def unit_settings(text: str) -> dict[str, list[str]]:
     return settings
 
 
+@needs_analyze
 def test_verify_prints_nothing(tmp_path):
     root = unit_root(tmp_path, UNIT.read_text())
     r = analyze("verify", f"--root={root}", "piano-buddy.service")
@@ -72,6 +75,7 @@ def test_verify_prints_nothing(tmp_path):
     assert r.stderr == "", f"systemd-analyze verify warned:\n{r.stderr}"
 
 
+@needs_analyze
 def test_verify_in_this_root_does_catch_a_misspelt_key(tmp_path):
     """The check above can fail: a typo that verify only warns about is caught via stderr."""
     broken = UNIT.read_text().replace("NotifyAccess=main", "NotifyAcess=main")
@@ -81,6 +85,7 @@ def test_verify_in_this_root_does_catch_a_misspelt_key(tmp_path):
     assert "Unknown key 'NotifyAcess'" in r.stderr
 
 
+@needs_analyze
 def test_security_exposure_is_at_most_2(tmp_path):
     root = unit_root(tmp_path, UNIT.read_text())
     r = analyze("security", "--offline=true", f"--root={root}", "--no-pager", "piano-buddy.service")
@@ -145,3 +150,108 @@ def test_writable_places_are_only_recordings_and_the_runtime_folder():
     assert s["DevicePolicy"] == ["closed"]
     assert sorted(s["DeviceAllow"]) == ["char-alsa rw", "char-gpiochip rw"]
     assert s["PrivateNetwork"] == ["yes"]
+
+
+# --- systemd/install.sh -----------------------------------------------------------------------
+
+INSTALL = REPO / "systemd" / "install.sh"
+SCRIPTS = [INSTALL, REPO / "tests/pi/build_root.sh", REPO / "tests/pi/check.sh"]
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
+def test_shell_scripts_parse_and_pass_shellcheck(script):
+    r = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    if shutil.which("shellcheck") is None:
+        pytest.skip("shellcheck not installed (apt-get install shellcheck)")
+    r = subprocess.run(["shellcheck", "-S", "warning", str(script)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout
+
+
+def fake_os_root(tmp_path: Path) -> Path:
+    """A root with just the account files useradd/groupadd --prefix edit."""
+    root = tmp_path / "os"
+    (root / "etc").mkdir(parents=True)
+    (root / "etc/passwd").write_text("root:x:0:0:root:/root:/bin/bash\n")
+    (root / "etc/group").write_text("root:x:0:\naudio:x:29:\n")
+    (root / "etc/shadow").write_text("root:*:19000:0:99999:7:::\n")
+    (root / "etc/gshadow").write_text("root:*::\naudio:*::\n")
+    (root / "etc/shadow").chmod(0o640)
+    return root
+
+
+def run_install(root: Path, *args: str) -> subprocess.CompletedProcess:
+    # --no-deps: the package itself, its console script and files, without downloading numpy
+    # and the interpreter (tests/pi/check.sh does the full install on aarch64).
+    env = dict(os.environ, PIP_INSTALL_ARGS="--no-deps")
+    return subprocess.run(["bash", str(INSTALL), "--root", str(root), *args],
+                          capture_output=True, text=True, env=env, timeout=600)
+
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0 or shutil.which("useradd") is None,
+                                reason="install.sh --root needs root (chown, useradd --prefix)")
+
+
+@needs_root
+@pytest.mark.slow
+def test_install_twice_then_uninstall_in_a_root(tmp_path):
+    root = fake_os_root(tmp_path)
+    r = run_install(root, "install")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "systemd is not running here" in r.stdout
+
+    # The service's pieces are where the unit expects them.
+    exe = root / "opt/piano-buddy/venv/bin/piano-buddy"
+    version = subprocess.run([str(exe), "--version"], capture_output=True, text=True)
+    assert version.stdout.startswith("piano-buddy "), version.stderr
+    unit = root / "etc/systemd/system/piano-buddy.service"
+    assert unit.read_text() == UNIT.read_text()
+    wants = root / "etc/systemd/system/multi-user.target.wants/piano-buddy.service"
+    assert os.readlink(wants) == "/etc/systemd/system/piano-buddy.service"
+    config = root / "etc/piano-buddy/config.toml"
+    assert config.read_text() == (REPO / "firmware/piano_buddy/config.example.toml").read_text()
+    assert (root / "etc/default/piano-buddy").exists()
+    passwd = (root / "etc/passwd").read_text()
+    assert "piano-buddy:x:" in passwd and ":/usr/sbin/nologin" in passwd
+    group = (root / "etc/group").read_text()
+    assert re.search(r"^audio:x:29:piano-buddy$", group, re.M)
+    assert re.search(r"^gpio:x:\d+:piano-buddy$", group, re.M)
+    recordings = root / "var/lib/piano-buddy/recordings"
+    uid = int(next(line for line in passwd.splitlines() if line.startswith("piano-buddy:")).split(":")[2])
+    assert recordings.stat().st_uid == uid
+
+    # The installed unit verifies against the installed binary (no stand-in this time).
+    units = _host_units()
+    if units is not None and ANALYZE is not None:
+        shutil.copytree(units, root / "usr/lib/systemd/system", symlinks=True)
+        v = analyze("verify", f"--root={root}", "piano-buddy.service")
+        assert (v.returncode, v.stderr) == (0, "")
+
+    # Idempotent: a second run keeps an edited config and the user, changes nothing else.
+    config.write_text(config.read_text() + "\n# tuned for the museum hall\n")
+    r = run_install(root, "install")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "keeping /etc/piano-buddy/config.toml" in r.stdout
+    assert "tuned for the museum hall" in config.read_text()
+    assert len(re.findall(r"^piano-buddy:", (root / "etc/passwd").read_text(), re.M)) == 1
+
+    (recordings / "2026-11-25T10-00-00.mid").write_bytes(b"MThd")
+    r = run_install(root, "uninstall")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert not (root / "opt/piano-buddy").exists()
+    assert not unit.exists() and not os.path.lexists(wants)
+    assert not re.search(r"^piano-buddy:", (root / "etc/passwd").read_text(), re.M)
+    assert (recordings / "2026-11-25T10-00-00.mid").read_bytes() == b"MThd", "recordings are kept"
+    assert "tuned for the museum hall" in config.read_text(), "an edited config is kept"
+
+    r = run_install(root, "uninstall", "--purge")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert not (root / "etc/piano-buddy").exists()
+    assert (recordings / "2026-11-25T10-00-00.mid").exists()
+
+
+def test_install_refuses_to_run_without_root_or_a_target_root():
+    if os.geteuid() == 0:
+        pytest.skip("running as root")
+    r = subprocess.run(["bash", str(INSTALL), "install"], capture_output=True, text=True)
+    assert r.returncode != 0 and "run as root" in r.stderr

@@ -14,7 +14,7 @@ ROOT=${1:-build/pi-root}
 SUITE=${PI_SUITE:-bookworm}
 MIRROR=${PI_MIRROR:-http://deb.debian.org/debian}
 # What install.sh would apt-get on a Pi, installed up front so the cached root needs no apt.
-PACKAGES=python3,python3-venv,python3-pip,python3-dev,gcc,libc6-dev,libasound2-dev,swig,ca-certificates,make
+PACKAGES=python3,python3-venv,python3-pip,python3-dev,gcc,libc6-dev,libasound2-dev,alsa-utils,swig,ca-certificates,make
 
 if [ -f "$ROOT/.pi-root-ready" ]; then
     echo "pi-root: cached at $ROOT"
@@ -32,6 +32,7 @@ command -v update-binfmts >/dev/null || need="$need binfmt-support"
 if [ -n "$need" ]; then
     echo "pi-root: installing$need"
     apt-get update -qq
+    # shellcheck disable=SC2086  # one word per package
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $need
 fi
 

@@ -454,3 +454,19 @@ def test_real_time_priority_is_tried_and_its_refusal_logged_once(caplog,
     lines = [r.getMessage() for r in caplog.records if "real-time priority" in r.getMessage()
              or "SCHED_FIFO" in r.getMessage()]
     assert len(lines) == 1 and thread.unexpected_errors == 0
+
+
+def test_a_non_contiguous_block_is_written_as_its_values(alsa_capture):
+    wide = ToneSynth().expected(0, 1000)
+    block = np.repeat(wide, 2, axis=1)[:, ::2]            # a strided view, same values
+    assert not block.flags.c_contiguous
+    with AlsaSink(alsa_capture.device) as sink:
+        sink.write(block)
+    np.testing.assert_array_equal(alsa_capture.samples(), wide)
+
+
+def test_stop_and_join_before_start_are_harmless():
+    thread = AudioThread(ToneSynth(), lambda: PacedNullSink(RATE), realtime_priority=None)
+    thread.stop()
+    thread.join(0.1)
+    assert not thread.is_alive()

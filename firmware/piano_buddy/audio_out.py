@@ -148,6 +148,7 @@ class AlsaSink(_SinkBase):
         if pcm is None:
             raise AudioDeviceError(f"ALSA device {self.device!r} is not open")
         _check_block(block, self.channels)
+        block = np.ascontiguousarray(block)    # no copy for the synth's own blocks
         import alsaaudio
 
         frames = block.shape[0]
@@ -412,7 +413,8 @@ class AudioThread:
         self._stop.set()
 
     def join(self, timeout: float | None = None) -> None:
-        self._thread.join(timeout)
+        if self._thread.ident is not None:     # joining a thread never started is a no-op
+            self._thread.join(timeout)
 
     def is_alive(self) -> bool:
         return self._thread.is_alive()

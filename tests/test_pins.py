@@ -123,3 +123,11 @@ def test_header_map_is_the_standard_40_pin_layout():
     assert gpios == list(range(28)), "each of GPIO 0-27 exactly once"
     assert [p for p, v in dw.HEADER.items() if v == "GND"] == [6, 9, 14, 20, 25, 30, 34, 39]
     assert (dw.HEADER[12], dw.HEADER[35], dw.HEADER[40]) == (18, 19, 21)   # I2S pins
+
+
+def test_hardware_readme_links_point_at_files_that_exist():
+    import re
+
+    readme = REPO / "hardware" / "README.md"
+    for target in re.findall(r"\]\(([^)#:]+)\)", readme.read_text()):
+        assert (readme.parent / target).exists(), f"hardware/README.md links to missing {target}"

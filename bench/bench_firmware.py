@@ -41,7 +41,7 @@ def run(quick: bool = False) -> list[Figure]:
     if reason:
         return [Figure("firmware", f"skipped: {reason}", float("nan"), "")]
     idle = 5.0 if quick else 20.0
-    with tempfile.TemporaryDirectory() as tmp, JackServer() as jack:
+    with tempfile.TemporaryDirectory() as tmp, JackServer(realtime=True) as jack:
         sock_path = os.path.join(tmp, "notify")
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         sock.bind(sock_path)

@@ -73,7 +73,7 @@ def run(quick: bool = False) -> list[Figure]:
     replies = 3 if quick else 10
     press_ms: list[float] = []
     pause_ms: list[float] = []
-    with JackServer(period=PERIOD) as jack:
+    with JackServer(period=PERIOD, realtime=True) as jack:
         import os
         os.environ.update(jack.env_vars())
         sinks: list[TimedSink] = []

@@ -65,7 +65,7 @@ def run(minutes: float, seed: int = 0, out=print) -> dict:
     rng = np.random.default_rng(seed)
     result: dict = {"cycles": 0, "failures": []}
     fail = result["failures"].append
-    with tempfile.TemporaryDirectory() as tmp, JackServer() as jack:
+    with tempfile.TemporaryDirectory() as tmp, JackServer(realtime=True) as jack:
         os.environ.update(jack.env_vars())
         cfg = Config()
         cfg = dataclasses.replace(

@@ -1,0 +1,105 @@
+"""Model speed: a Genie press and a melody reply, through the committed quantized models.
+
+* Genie: ``GenieDecoder.press`` (one decoder step plus sampling at T=0.25 over the 88 keys),
+  median and p99 over a few thousand presses of a button walk with realistic press times.
+* Melody: ``MelodyModel.continue_phrase`` on a 16-note primer (8th notes: 32 steps) plus 64
+  generated steps at T=1.0, median and p99 of the whole call.
+
+Measured in this venv (ai_edge_litert or tflite_runtime, whichever the loader picks) and,
+when .venv-tflr exists, again under tflite-runtime 2.14 in a subprocess. One interpreter
+thread, as on the box. Targets: press median <= 50 us, p99 <= 200 us; reply <= 10 ms.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import Figure
+
+ROOT = Path(__file__).resolve().parents[1]
+TFLR_PY = ROOT / ".venv-tflr" / "bin" / "python"
+
+
+def measure(quick: bool, prefer: str | None = None) -> dict:
+    """{name: seconds list summary} for this process's interpreter."""
+    from piano_buddy.melody import MelodyModel, StepNote
+    from piano_buddy.paths import model_path
+    from piano_buddy.tflite import interpreter_class
+
+    out = {"backend": interpreter_class(prefer)[0]}
+    if model_path("genie.tflite").exists():
+        try:
+            from piano_buddy.genie import GenieDecoder
+        except ImportError:
+            GenieDecoder = None
+        if GenieDecoder is not None:
+            g = GenieDecoder(rng=np.random.default_rng(0), prefer=prefer)
+            n = 500 if quick else 5000
+            rng = np.random.default_rng(1)
+            buttons, b = [], 3
+            for move in rng.integers(-2, 3, n):  # a random walk over the 8 buttons
+                b = min(7, max(0, b + int(move)))
+                buttons.append(b)
+            gaps = rng.uniform(0.05, 0.6, n)
+            t, times = 0.0, []
+            for i in range(200):  # warm up
+                g.press(int(buttons[i]), t)
+                t += gaps[i]
+            for b, dt in zip(buttons, gaps):
+                t += dt
+                a = time.perf_counter()
+                g.press(int(b), t, temperature=0.25)
+                times.append(time.perf_counter() - a)
+            out["genie_press"] = times
+    m = MelodyModel(rng=np.random.default_rng(0), prefer=prefer)
+    primer = [StepNote(p, 2 * i, 2 * i + 2)
+              for i, p in enumerate([60, 62, 64, 65, 67, 65, 64, 62,
+                                     60, 64, 67, 72, 71, 67, 64, 62])]
+    for _ in range(5):
+        m.continue_phrase(primer, 64)
+    times = []
+    for _ in range(30 if quick else 300):
+        a = time.perf_counter()
+        m.continue_phrase(primer, 64, 1.0, primer_steps=32)
+        times.append(time.perf_counter() - a)
+    out["melody_reply"] = times
+    return out
+
+
+def _figures(res: dict, suffix: str) -> list[Figure]:
+    figs = []
+    note = f"{res['backend']}, 1 thread"
+    if "genie_press" in res:
+        t = np.array(res["genie_press"]) * 1e6
+        figs += [Figure("models", f"genie press, median{suffix}", float(np.median(t)), "us",
+                        50.0, note=note),
+                 Figure("models", f"genie press, p99{suffix}", float(np.percentile(t, 99)),
+                        "us", 200.0, note=note)]
+    t = np.array(res["melody_reply"]) * 1e3
+    figs += [Figure("models", f"melody prime 16 notes + 64 steps, median{suffix}",
+                    float(np.median(t)), "ms", 10.0, note=note),
+             Figure("models", f"melody prime 16 notes + 64 steps, p99{suffix}",
+                    float(np.percentile(t, 99)), "ms", 10.0, note=note)]
+    return figs
+
+
+def run(quick: bool) -> list[Figure]:
+    figs = _figures(measure(quick), "")
+    if TFLR_PY.exists():
+        code = ("import json, sys; from bench.bench_models import measure; "
+                f"print('BENCH' + json.dumps(measure({quick!r}, 'tflite_runtime')))")
+        res = subprocess.run([str(TFLR_PY), "-c", code], capture_output=True, text=True,
+                             cwd=ROOT, timeout=600)
+        lines = [x for x in res.stdout.splitlines() if x.startswith("BENCH")]
+        if res.returncode == 0 and lines:
+            figs += _figures(json.loads(lines[-1][5:]), " (tflite-runtime)")
+        else:
+            print(f"bench_models: tflite-runtime run failed: {res.stderr[-500:]}",
+                  file=sys.stderr)
+    return figs

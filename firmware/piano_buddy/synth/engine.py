@@ -68,7 +68,7 @@ class Synth:
         self.n_voices = int(voices)
         self.max_splits = int(max_splits)
         self.bank = build_wavetables(self.sample_rate)
-        self.voices = vb = VoiceBank(self.n_voices, self.bank, self.channels)
+        self.voices = vb = VoiceBank(self.n_voices, self.bank, self.channels, F)
         self.output = OutputStage(self.sample_rate, F, self.channels, ceiling_dbfs, gain)
         self._queue = CommandQueue(queue_size)
         self._flags = ReleaseFlags(MAX_TAGS)
@@ -100,33 +100,22 @@ class Synth:
         # G^T: for each row, [gain, slope] for each channel: (rows, 2 * mix_channels)
         self._g_t = np.zeros((rows, mix_channels, 2), dtype=np.float32)
         self._g_t2 = self._g_t.reshape(rows, 2 * mix_channels)
-        self._pan_t = vb.pan.T[:, :, None]                   # (rows, channels, 1)
-        self._gd_t = self._gd.T[:, None, :]                  # (rows, 1, 2)
+        self._pan_products = [(self._g_t[:, c, j], vb.pan[c], self._gd[j])
+                              for c in range(mix_channels) for j in range(2)]
         self._phase_step = np.zeros(rows)
         self._ramp2 = np.vstack([np.arange(F), np.ones(F)]).T.astype(np.float32).copy()
-        self._t_col = np.arange(1, F + 1, dtype=np.float32)[:, None]
-        self._ph = np.zeros(rows * F, dtype=np.float32)
-        self._ph_int = np.zeros(rows * F, dtype=np.float32)
-        self._frac = np.zeros(rows * F, dtype=np.float32)
-        self._idx = np.zeros(rows * F, dtype=np.intp)
-        self._pairs = np.zeros((rows * F, 2), dtype=np.float32)
-        self._x = np.zeros(rows * F, dtype=np.float32)
-        self._y = np.zeros(2 * mix_channels * F, dtype=np.float32)
+        self._t = np.repeat(np.arange(1, F + 1, dtype=np.float32)[:, None], mix_channels, axis=1)
+        self._full = (np.zeros((F, rows), dtype=np.float32),      # phase
+                      np.zeros((F, rows), dtype=np.float32),      # its floor
+                      np.zeros((F, rows), dtype=np.float32),      # fraction
+                      np.zeros((F, rows), dtype=np.intp),         # table index
+                      vb.offset_frames,                           # table start per row
+                      np.zeros((F, rows, 2), dtype=np.float32),   # (sample, slope) pairs
+                      np.zeros((F, rows), dtype=np.float32),      # interpolated samples
+                      np.zeros((F, 2 * mix_channels), dtype=np.float32))
         self._mix = np.zeros((F, mix_channels), dtype=np.float32)
         self._block = np.zeros((F, self.channels), dtype=np.int16)
-        # views for full blocks, one set per number of active rows (no reshape per block)
-        self._views = [None] + [self._make_views(k, F) if k % 2 == 0 else None
-                                for k in range(1, rows + 1)]
         self._starts: list[int] = []
-
-    def _make_views(self, k: int, n: int) -> tuple:
-        """Contiguous (n, k) views of the flat render buffers."""
-        size = k * n
-        c2 = self._g_t2.shape[1]
-        return (self._ph[:size].reshape(n, k), self._ph_int[:size].reshape(n, k),
-                self._frac[:size].reshape(n, k), self._idx[:size].reshape(n, k),
-                self._pairs[:size].reshape(n, k, 2), self._x[:size].reshape(n, k),
-                self._y[:n * c2].reshape(n, c2))
 
     # ==== commands: any thread =============================================================
     def note_on(self, pitch: int, velocity: int, tag: int = PLAYER, at_frame: int | None = None,
@@ -167,7 +156,10 @@ class Synth:
 
     def cancel(self, tag: int) -> None:
         """Release every voice with this tag now and drop its scheduled commands."""
-        tag = self._check_tag(tag)
+        try:
+            tag = self._check_tag(tag)
+        except (TypeError, ValueError, OverflowError):
+            return
         seq = self._queue.next_seq()
         if not self._queue.put((IMMEDIATE, seq, CANCEL, 0, 0, tag, None)):
             self.stats["flagged_releases"] += 1
@@ -373,30 +365,35 @@ class Synth:
             for v in np.flatnonzero(self._crossed):
                 if vb.stage_ends(int(v), level):
                     starts.append(int(v))
-        # 2. gains per row: at the end, slope per frame, times the pan
+        # 2. gains per row: at the segment's start and slope per frame, times the pan
         np.multiply(vb.amp, level, out=self._g1_body)
         np.multiply(self._g1_body, self._next_bright, out=self._g1_bright)
         np.subtract(self._g1, self._gd[0], out=self._gd[1])
         np.multiply(self._gd[1], 1.0 / n, out=self._gd[1])
-        np.multiply(self._pan_t, self._gd_t, out=self._g_t)
-        # 3. oscillators, laid out (frames, rows) so per-row values broadcast along rows:
-        #    phase of every frame and row, one gather of (sample, slope) pairs, interpolation
-        k = 2 * active
-        ph, ph_int, frac, idx, pairs, x, y = (self._views[k] if n == self.block_frames
-                                              else self._make_views(k, n))
-        np.matmul(self._ramp2[:n], vb.inc_phase_t[:, :k], out=ph)
+        for g_view, pan_row, gd_row in self._pan_products:
+            np.multiply(pan_row, gd_row, out=g_view)
+        # 3. oscillators, laid out (frames, rows) and always all rows: every operand then
+        #    has the same shape and layout, so numpy never allocates an iteration buffer
+        #    (broadcasting a per-row vector would), and the cost does not depend on how many
+        #    keys are down. Phase of every frame and row, one gather of (sample, slope)
+        #    pairs, linear interpolation.
+        if n == self.block_frames:
+            ph, ph_int, frac, idx, offset, pairs, x, y = self._full
+        else:
+            ph, ph_int, frac, idx, offset, pairs, x, y = (a[:n] for a in self._full)
+        np.matmul(self._ramp2[:n], vb.inc_phase_t, out=ph)
         np.floor(ph, out=ph_int)
         np.subtract(ph, ph_int, out=frac)
         np.copyto(idx, ph_int, casting="unsafe")
         np.bitwise_and(idx, self._mask, out=idx)
-        np.bitwise_or(idx, vb.offset[:k], out=idx)        # tables start at multiples of size
-        np.take(self.bank.table, idx, axis=0, out=pairs)
+        np.bitwise_or(idx, offset, out=idx)        # tables start at multiples of the size
+        np.take(self.bank.table, idx, axis=0, out=pairs, mode="clip")   # "raise" would copy
         np.multiply(pairs[:, :, 1], frac, out=x)
         np.add(x, pairs[:, :, 0], out=x)
         # 4. mix: x @ [gain, slope per channel] sums the rows in one BLAS call; then
         #    mix = gain part + frame number * slope part
-        np.matmul(x, self._g_t2[:k], out=y)
-        np.multiply(y[:, 1::2], self._t_col[:n], out=mix)
+        np.matmul(x, self._g_t2, out=y)
+        np.multiply(y[:, 1::2], self._t[:n], out=mix)
         np.add(mix, y[:, 0::2], out=mix)
         # advance to the segment's end
         np.copyto(vb.state, nxt)

@@ -36,9 +36,12 @@ class OutputStage:
         self.limiter_gain = 1.0
         self._gain_alpha = 1.0 - math.exp(-block_frames / (GAIN_SMOOTH_S * sample_rate))
         self._release_alpha = 1.0 - math.exp(-block_frames / (LIMIT_RELEASE_S * sample_rate))
-        self._ramp = (np.arange(1, block_frames + 1, dtype=np.float32) / block_frames)[:, None]
-        self._gain_ramp = np.empty((block_frames, 1), dtype=np.float32)
-        self._scratch = np.empty((block_frames, 2 if channels > 1 else 1), dtype=np.float32)
+        mix_channels = 2 if channels > 1 else 1
+        # ramps as full (block, channels) arrays: same-shape operands need no numpy buffers
+        self._ramp = np.repeat((np.arange(1, block_frames + 1, dtype=np.float32)
+                                / block_frames)[:, None], mix_channels, axis=1)
+        self._gain_ramp = np.empty((block_frames, mix_channels), dtype=np.float32)
+        self._scratch = np.empty((block_frames, mix_channels), dtype=np.float32)
         self._sign = np.empty_like(self._scratch)
         self._soft = np.empty_like(self._scratch)
         self._int_scale = 32767.0 * self.ceiling
@@ -60,7 +63,7 @@ class OutputStage:
         # the knob: glide one step per block
         old_gain = self.gain
         diff = self.target_gain - old_gain
-        self.gain = self.target_gain if abs(diff) < 1e-4 else old_gain + diff * self._gain_alpha
+        self.gain = self.target_gain if abs(diff) < 2e-3 else old_gain + diff * self._gain_alpha
         # the limiter: the gain that puts this block's peak at LIMIT_TARGET
         np.abs(mix, out=self._scratch)
         raw_peak = float(self._scratch.max())

@@ -37,7 +37,7 @@ class VoiceBank:
     row 2v plays voice v's body table, row 2v+1 its bright table, so the first k voices are
     the first 2k rows and the renderer can skip idle voices at the end."""
 
-    def __init__(self, n: int, bank: WavetableBank, channels: int):
+    def __init__(self, n: int, bank: WavetableBank, channels: int, block_frames: int):
         self.n = n
         self.bank = bank
         fs = bank.sample_rate
@@ -57,6 +57,8 @@ class VoiceBank:
         self.inc = np.zeros(2 * n)                       # table samples per frame
         self.phase = np.zeros(2 * n)
         self.offset = np.zeros(2 * n, dtype=np.intp)    # table start in the bank
+        # the same, repeated for every frame of a block (same-shape operands: no buffering)
+        self.offset_frames = np.zeros((block_frames, 2 * n), dtype=np.intp)
         self.inc_phase_t = np.zeros((2, 2 * n), dtype=np.float32)  # [inc; phase] for the matmul
         self.pan = np.zeros((channels if channels == 1 else 2, 2 * n), dtype=np.float32)
         # a note waiting for its voice to finish fading (stolen or re-struck voice)
@@ -105,6 +107,8 @@ class VoiceBank:
         self.phase[body] = self.phase[bright_row] = 0.0
         self.offset[body] = self.bank.body_offset[i]
         self.offset[bright_row] = self.bank.bright_offset[i]
+        self.offset_frames[:, body] = self.offset[body]
+        self.offset_frames[:, bright_row] = self.offset[bright_row]
         self.inc_phase_t[0, body] = self.inc[body]
         self.inc_phase_t[0, bright_row] = self.inc[bright_row]
         self.inc_phase_t[1, body] = self.inc_phase_t[1, bright_row] = 0.0

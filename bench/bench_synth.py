@@ -1,0 +1,144 @@
+"""Synth cost and quality: render CPU per second of 48 kHz stereo audio, table memory, and
+the measured pitch and aliasing margins.
+
+Method: each figure renders one second of audio (375 blocks of 128 frames) with every voice
+of a ``Synth(voices=N)`` held at full velocity, and times it with ``time.thread_time`` (CPU
+time of this thread, so other processes on a shared machine do not inflate it); the figure
+is the median of several such seconds, as a percentage of one core. The render cost does
+not depend on how many of the N voices sound (all rows are always computed, see
+engine.py), so N configured voices is also the worst case of N sounding ones.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+
+import numpy as np
+
+from . import Figure
+
+SR = 48000
+BLOCK = 128
+
+
+def _held_synth(voices: int, **kwargs):
+    from piano_buddy.synth import Synth
+    synth = Synth(sample_rate=SR, block_frames=BLOCK, channels=2, voices=voices,
+                  max_hold_s=None, **kwargs)
+    for i in range(voices):
+        synth.note_on(21 + (i * 87) // max(1, voices - 1), 127)
+    for _ in range(20):
+        synth.render()
+    return synth
+
+
+def _cpu_percent(render_second, repeats: int) -> tuple[float, float]:
+    """Median CPU and wall time of one second of audio, as % of one core."""
+    cpu, wall = [], []
+    for _ in range(repeats):
+        t_cpu, t_wall = time.thread_time(), time.perf_counter()
+        render_second()
+        cpu.append(time.thread_time() - t_cpu)
+        wall.append(time.perf_counter() - t_wall)
+    return 100 * statistics.median(cpu), 100 * statistics.median(wall)
+
+
+def _blocks(synth, n: int):
+    def go():
+        for _ in range(n):
+            synth.render()
+    return go
+
+
+def _with_events(synth):
+    """An AI reply as dense as it gets: a note-on and a note-off every 10 ms, each on its
+    own frame, so blocks are split for sample-accurate starts."""
+    from piano_buddy.synth import AI
+
+    def go():
+        start = synth.frame
+        for i in range(100):
+            at = start + 3 * BLOCK + i * 480 + 37
+            synth.note_on(60 + i % 24, 100, AI, at_frame=at)
+            synth.note_off(60 + i % 24, AI, at_frame=at + 400)
+        for _ in range(SR // BLOCK):
+            synth.render()
+    return go
+
+
+def _pitch_error_cents() -> float:
+    from piano_buddy.synth import Synth
+    from piano_buddy.synth.timbre import pitch_hz
+    worst = 0.0
+    for pitch in range(21, 109):
+        synth = Synth(voices=1)
+        synth.note_on(pitch, 100)
+        seconds = 1.0 if pitch < 40 else 0.4
+        x = np.concatenate([synth.render()[:, 0].astype(np.float64)
+                            for _ in range(int((seconds + 0.1) * SR / synth.block_frames))])
+        x = x[int(0.1 * SR):]
+        n = len(x)
+        spec = np.abs(np.fft.rfft((x - x.mean()) * np.hanning(n), 4 * n))
+        freqs = np.fft.rfftfreq(4 * n, 1 / SR)
+        f0 = float(pitch_hz(pitch))
+        band = np.flatnonzero(np.abs(1200 * np.log2(np.maximum(freqs, 1) / f0)) < 50)
+        k = band[np.argmax(spec[band])]
+        a, b, c = np.log(spec[k - 1:k + 2])
+        f = (k + 0.5 * (a - c) / (a - 2 * b + c)) * SR / (4 * n)
+        err = 1200 * math.log2(f / f0)
+        worst = err if abs(err) > abs(worst) else worst
+    return abs(worst)
+
+
+def _top_note_alias_db() -> float:
+    """Energy of C8 (full velocity) outside its own partials, relative to all of it, in the
+    int16 output (0 dBFS ceiling, so 16-bit rounding is not what is measured)."""
+    from piano_buddy.synth import Synth
+    synth = Synth(voices=1, channels=1, ceiling_dbfs=0.0)
+    synth.note_on(108, 127)
+    x = np.concatenate([synth.render()[:, 0].astype(np.float64) for _ in range(SR * 5 // 4 // BLOCK)])
+    x = x[SR // 4:SR // 4 + SR]
+    t = 2 * np.pi * np.arange(SR) / SR
+    w = 0.35875 - 0.48829 * np.cos(t) + 0.14128 * np.cos(2 * t) - 0.01168 * np.cos(3 * t)
+    power = np.abs(np.fft.rfft(x * w)) ** 2
+    freqs = np.fft.rfftfreq(SR, 1 / SR)
+    near = np.zeros(len(freqs), dtype=bool)
+    for f in synth.bank.partial_frequencies(108):
+        near |= np.abs(freqs - f) <= 10
+    return 10 * math.log10(power[~near].sum() / power.sum())
+
+
+def run(quick: bool) -> list[Figure]:
+    from piano_buddy.synth.wavetables import build_wavetables
+    repeats = 3 if quick else 9
+    figures = []
+    for voices in (1, 8, 16, 32):
+        synth = _held_synth(voices)
+        cpu, wall = _cpu_percent(_blocks(synth, SR // BLOCK), repeats)
+        figures.append(Figure(
+            "synth", f"render {voices} voices, CPU per second of audio", cpu, "% of one core",
+            target=2.0 if voices == 16 else None,
+            note=f"48 kHz stereo, 128-frame blocks, median of {repeats}; wall {wall:.2f}%"))
+    synth = _held_synth(16)
+    cpu, wall = _cpu_percent(_with_events(synth), repeats)
+    figures.append(Figure("synth", "render 16 voices + scheduled note every 10 ms", cpu,
+                          "% of one core", note=f"blocks split at event frames; wall {wall:.2f}%"))
+    from piano_buddy.synth import Synth
+    idle = Synth(voices=16)
+    cpu, _ = _cpu_percent(_blocks(idle, SR // BLOCK), repeats)
+    figures.append(Figure("synth", "render when silent", cpu, "% of one core"))
+    build_wavetables.cache_clear()
+    t0 = time.perf_counter()
+    bank = build_wavetables(SR)
+    build_ms = 1000 * (time.perf_counter() - t0)
+    figures.append(Figure("synth", "wavetable memory", bank.nbytes / 2 ** 20, "MiB", target=8.0,
+                          note="88 keys x (body, bright) x 2048 x (sample, slope) float32"))
+    figures.append(Figure("synth", "wavetable build at start-up", build_ms, "ms"))
+    if not quick:
+        figures.append(Figure("synth", "worst pitch error A0-C8", _pitch_error_cents(), "cents",
+                              target=3.0, note="FFT peak, Hann, 4x zero padding, parabolic fit"))
+    figures.append(Figure("synth", "C8 energy outside its partials", _top_note_alias_db(), "dB",
+                          target=-60.0, note="full velocity, 0.25-1.25 s, Blackman-Harris"))
+    return figures

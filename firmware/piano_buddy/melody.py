@@ -107,3 +107,136 @@ def fold_into_range(pitch: int, low: int = MELODY_MIN_PITCH, high: int = MELODY_
     while pitch > high:
         pitch -= 12
     return pitch
+
+
+# --- the model -------------------------------------------------------------------------------
+
+MAX_PRIME_STEPS = 512      # longer primers keep their last 512 steps (bounded latency)
+EMPTY_PRIMER = (StepNote(60, 0, 4),)  # nothing played: prime on a middle C, not replied
+_RESAMPLES = 2             # tries at the given temperature before forcing a first note
+
+
+class MelodyModel:
+    """Prime the melody LSTM on a phrase and sample a continuation (MelodyRNN-style).
+
+    Every call to :meth:`continue_phrase` starts from a zero state (as Magenta's
+    continueSequence does), so a reply depends only on the primer, the temperature and the
+    random generator, which is injectable for reproducible replies.
+    """
+
+    def __init__(self, path=None, rng: np.random.Generator | None = None, *,
+                 num_threads: int = 1, prefer: str | None = None):
+        from .encoding import MELODY_VOCAB
+        from .errors import ModelError
+        from .paths import model_path
+        from .tflite import load_interpreter
+        from pathlib import Path
+
+        self.path = Path(path) if path is not None else model_path("melody.tflite")
+        self.rng = rng if rng is not None else np.random.default_rng()
+        interp = load_interpreter(self.path, expect_inputs={"token": (1, MELODY_VOCAB)},
+                                  num_threads=num_threads, prefer=prefer)
+        ins = {d["name"]: d for d in interp.get_input_details()}
+        state_in = [d for n, d in ins.items() if "state" in n]
+        if not state_in or len(state_in[0]["shape"]) != 2 or state_in[0]["shape"][0] != 1:
+            raise ModelError(f"model file {self.path} has no (1, N) input named like 'state' "
+                             f"(it has: {', '.join(ins)}): wrong model for this firmware")
+        state_shape = tuple(int(x) for x in state_in[0]["shape"])
+        outs = interp.get_output_details()
+        # Output names do not survive conversion; logits and state differ in shape.
+        logits = [d for d in outs if tuple(d["shape"]) == (1, MELODY_VOCAB)]
+        state_out = [d for d in outs if tuple(d["shape"]) == state_shape]
+        if len(outs) != 2 or len(logits) != 1 or len(state_out) != 1:
+            shapes = ", ".join(str(tuple(int(x) for x in d["shape"])) for d in outs)
+            raise ModelError(f"model file {self.path} has outputs of shapes {shapes}, "
+                             f"expected (1, {MELODY_VOCAB}) logits and {state_shape} state: "
+                             f"wrong model for this firmware")
+        self._interp = interp
+        self._token_in = [d["index"] for n, d in ins.items() if "token" in n][0]
+        self._state_in = state_in[0]["index"]
+        self._logits_out = logits[0]["index"]
+        self._state_out = state_out[0]["index"]
+        self._zero_state = np.zeros(state_shape, np.float32)
+        self._onehot = np.eye(MELODY_VOCAB, dtype=np.float32)[:, None, :]
+        self.state_size = state_shape[1]
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the LSTM state (continue_phrase does this itself before priming)."""
+        self._state = self._zero_state
+
+    def _step(self, token: int) -> np.ndarray:
+        """Feed one token; return the logits for the next step."""
+        interp = self._interp
+        interp.set_tensor(self._token_in, self._onehot[token])
+        interp.set_tensor(self._state_in, self._state)
+        interp.invoke()
+        self._state = interp.get_tensor(self._state_out)
+        return interp.get_tensor(self._logits_out)[0]
+
+    def _sample(self, logits: np.ndarray, temperature: float, pitch_only: bool = False) -> int:
+        z = logits.astype(np.float64)
+        if pitch_only:
+            z = z.copy()
+            z[:FIRST_PITCH_TOKEN] = -np.inf
+        if temperature <= 0:
+            return int(np.argmax(z))
+        z = (z - z.max()) / temperature
+        p = np.exp(z)
+        c = np.cumsum(p)
+        return int(min(len(c) - 1, np.searchsorted(c, self.rng.random() * c[-1], "right")))
+
+    def continue_phrase(self, primer: Sequence[StepNote], steps: int,
+                        temperature: float = 1.0, primer_steps: int | None = None
+                        ) -> list[StepNote]:
+        """Reply to ``primer`` with ``steps`` 16th steps of melody (steps relative to the
+        primer's end). Never empty, never out of MIDI range, every note inside [0, steps).
+
+        ``primer`` may overlap (made monophonic: a new note cuts the sounding one, highest
+        wins on the same step) and lie anywhere in MIDI: it is moved into the model's range
+        by octaves and the reply moved back. ``temperature`` <= 0 picks the argmax.
+        """
+        steps = max(1, int(steps))
+        temperature = float(temperature) if temperature == temperature else 1.0
+        notes = [StepNote(int(n[0]), int(n[1]), int(n[2])) for n in primer]
+        if primer_steps is None:
+            primer_steps = max((max(n.end, n.start + 1) for n in notes), default=0)
+        primer_steps = int(primer_steps)
+        notes = [StepNote(n.pitch, max(0, n.start), min(max(n.end, n.start + 1), primer_steps))
+                 for n in notes if 0 <= n.start < primer_steps and 0 <= n.pitch <= 127]
+        if not notes:
+            notes, primer_steps = list(EMPTY_PRIMER), EMPTY_PRIMER[0].end
+        shift = octave_shift_into_range([n.pitch for n in notes])
+        notes = [StepNote(fold_into_range(n.pitch + shift), n.start, n.end) for n in notes]
+        events = notes_to_events(notes, primer_steps)
+        first = min(n.start for n in notes)
+        events = events[max(first, len(events) - MAX_PRIME_STEPS):]  # no leading rest
+
+        for attempt in range(_RESAMPLES + 1):
+            reply = self._generate(events, steps, temperature, force_pitch=attempt == _RESAMPLES)
+            out = events_to_notes(reply)
+            if out:
+                break
+        result = []
+        for n in out:
+            pitch = n.pitch - shift
+            while pitch < 0:
+                pitch += 12
+            while pitch > 127:
+                pitch -= 12
+            result.append(StepNote(pitch, n.start, min(n.end, steps)))
+        return result
+
+    def _generate(self, events: Sequence[int], steps: int, temperature: float,
+                  force_pitch: bool) -> list[int]:
+        self.reset()
+        logits = None
+        for tok in events:
+            logits = self._step(tok)
+        reply = []
+        for t in range(steps):
+            tok = self._sample(logits, temperature, pitch_only=force_pitch and t == 0)
+            reply.append(tok)
+            if t + 1 < steps:
+                logits = self._step(tok)
+        return reply

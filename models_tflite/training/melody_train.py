@@ -13,7 +13,8 @@ the scheme is chosen by measured test NLL (the smallest file within 2% of float)
 ``python -m models_tflite.training.melody_train`` trains the committed model (writes
 models_tflite/melody.tflite and models_tflite/training/melody_reference.npz);
 ``--smoke`` (or MELODY_SMOKE=1) trains a few steps on a tiny subset into the build folder.
-``--steps N`` / MELODY_STEPS overrides the step budget.
+``--steps N`` / MELODY_STEPS overrides the step budget; MELODY_EXCLUDE=essenFolksong (comma
+list) trains without a collection (the Essen encodings are licensed for non-commercial use).
 """
 
 from __future__ import annotations
@@ -287,7 +288,11 @@ def run(smoke: bool = False, steps: int | None = None, out_dir: Path | None = No
 
     t0 = time.monotonic()
     data = melody_data.load_melodies(3 if smoke else None)
-    splits = melody_data.by_split(data["melodies"])
+    exclude = {c for c in os.environ.get("MELODY_EXCLUDE", "").split(",") if c}
+    if exclude:  # e.g. MELODY_EXCLUDE=essenFolksong: non-commercial permission only
+        print(f"melody: leaving out {', '.join(sorted(exclude))}", flush=True)
+    splits = melody_data.by_split([m for m in data["melodies"]
+                                   if m.collection not in exclude])
     if smoke:  # a tiny corpus may leave a split empty: borrow from train
         for s in ("valid", "test"):
             splits[s] = splits[s] or splits["train"][:2]
@@ -323,6 +328,12 @@ def run(smoke: bool = False, steps: int | None = None, out_dir: Path | None = No
     target = out_dir / MODEL_NAME
     target.write_bytes(chosen.read_bytes())
     fixture = reference_fixture(model, splits["test"], rng)
+    fixture.update(float_test_nll=np.float64(float_nll), quant_test_nll=np.float64(
+        results[scheme]["nll"]), markov_test_nll=np.float64(markov_nll),
+        markov_order=np.int16(base.order), scheme=np.str_(scheme),
+        units=np.asarray(UNITS, np.int16), train_steps=np.int32(stats["steps"]),
+        train_seconds=np.float64(stats["seconds"]),
+        step_vs_sequence_max_diff=np.float64(equiv))
     ref_dir.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(ref_dir / REFERENCE_NAME, **fixture)
     figures = {

@@ -2,11 +2,14 @@
 the measured pitch and aliasing margins.
 
 Method: each figure renders one second of audio (375 blocks of 128 frames) with every voice
-of a ``Synth(voices=N)`` held at full velocity, and times it with ``time.thread_time`` (CPU
-time of this thread, so other processes on a shared machine do not inflate it); the figure
+of a ``Synth(voices=N)`` held at full velocity, and times it with ``time.process_time`` (CPU
+time of this process, helper threads included, so other processes on a shared machine do
+not inflate it; wall time is in the note); the figure
 is the median of several such seconds, as a percentage of one core. The render cost does
 not depend on how many of the N voices sound (all rows are always computed, see
 engine.py), so N configured voices is also the worst case of N sounding ones.
+numpy's OpenBLAS is used only for two tiny matmuls per block; unsetting OPENBLAS_CORETYPE
+and OPENBLAS_L2_SIZE changed the 16-voice figure by under 0.1% of a core here.
 """
 
 from __future__ import annotations
@@ -38,9 +41,9 @@ def _cpu_percent(render_second, repeats: int) -> tuple[float, float]:
     """Median CPU and wall time of one second of audio, as % of one core."""
     cpu, wall = [], []
     for _ in range(repeats):
-        t_cpu, t_wall = time.thread_time(), time.perf_counter()
+        t_cpu, t_wall = time.process_time(), time.perf_counter()
         render_second()
-        cpu.append(time.thread_time() - t_cpu)
+        cpu.append(time.process_time() - t_cpu)
         wall.append(time.perf_counter() - t_wall)
     return 100 * statistics.median(cpu), 100 * statistics.median(wall)
 

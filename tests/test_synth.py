@@ -434,6 +434,12 @@ def test_bad_arguments_never_crash_and_never_stick():
     synth.render()
     assert synth.sounding() == {(60, PLAYER), (21, PLAYER), (108, PLAYER)}
     assert synth.stats["ignored_notes"] == 9
+    assert (None, 0) in synth.started()
+    synth.note_on(66, 100, stamp="not a time")          # plays, without a stamp
+    synth.note_on(68, 100, at_frame=float("nan"))        # ignored
+    synth.note_off(66, at_frame="soon")                  # a bad time: released at once
+    synth.render()
+    assert (66, PLAYER) not in synth.sounding() and (68, PLAYER) not in synth.sounding()
     synth.note_on(64, 100, tag=99)       # no such tag: ignored like a bad pitch
     synth.note_off(60, tag=-1)
     synth.cancel(1000)
@@ -563,3 +569,13 @@ def test_write_wav_round_trips(tmp_path):
     assert np.array_equal(back, y)
     with pytest.raises(ValueError):
         write_wav(tmp_path / "b.wav", y.astype(np.float32), SR)
+
+
+def test_demo_writes_a_wav_under_the_ceiling(tmp_path, capsys):
+    import wave
+    from piano_buddy.synth.demo import main
+    assert main([str(tmp_path / "demo.wav")]) == 0
+    with wave.open(str(tmp_path / "demo.wav")) as w:
+        y = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
+    assert 0.5 * 16384 < np.max(np.abs(y)) <= 32767 * 10 ** (-6 / 20)
+    assert "peak" in capsys.readouterr().out

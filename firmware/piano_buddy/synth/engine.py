@@ -73,6 +73,7 @@ class Synth:
         self._queue = CommandQueue(queue_size)
         self._flags = ReleaseFlags(MAX_TAGS)
         self._scheduled: list[tuple] = []        # heap of scheduled commands, audio thread only
+        self._max_scheduled = 4 * int(queue_size)
         self.frame = 0
         self.stats = dict.fromkeys(_STAT_KEYS, 0)
         self._max_hold = None if max_hold_s is None else int(max_hold_s * self.sample_rate)
@@ -123,6 +124,7 @@ class Synth:
         """Start a note (velocity 1..127; 0 means note-off, as in MIDI). Never blocks."""
         try:
             pitch, velocity, tag = int(pitch), int(velocity), self._check_tag(tag)
+            at = IMMEDIATE if at_frame is None else max(0, int(at_frame))
         except (TypeError, ValueError, OverflowError):
             self.stats["ignored_notes"] += 1
             return
@@ -132,7 +134,10 @@ class Synth:
         if not timbre.LOWEST_PITCH <= pitch <= timbre.HIGHEST_PITCH:
             self.stats["ignored_notes"] += 1
             return
-        at = IMMEDIATE if at_frame is None else int(at_frame)
+        try:
+            stamp = None if stamp is None else float(stamp)
+        except (TypeError, ValueError):
+            stamp = None
         cmd = (at, self._queue.next_seq(), NOTE_ON, pitch, min(velocity, 127), tag, stamp)
         if not self._queue.put(cmd):
             self.stats["dropped_commands"] += 1    # a lost note-on is silence, never a stuck note
@@ -145,8 +150,11 @@ class Synth:
             return
         if not timbre.LOWEST_PITCH <= pitch <= timbre.HIGHEST_PITCH:
             return
+        try:
+            at = IMMEDIATE if at_frame is None else max(0, int(at_frame))
+        except (TypeError, ValueError, OverflowError):
+            at = IMMEDIATE                        # a bad time must not lose the release
         seq = self._queue.next_seq()
-        at = IMMEDIATE if at_frame is None else int(at_frame)
         if not self._queue.put((at, seq, NOTE_OFF, pitch, 0, tag, None)):
             self.stats["flagged_releases"] += 1
             if at == IMMEDIATE:
@@ -260,6 +268,8 @@ class Synth:
                 if at < start:
                     self.stats["late_events"] += 1
                 self._apply(cmd, start)
+            elif cmd[KIND] == NOTE_ON and len(self._scheduled) >= self._max_scheduled:
+                self.stats["dropped_commands"] += 1      # releases are always kept
             else:
                 heapq.heappush(self._scheduled, cmd)
         while flags:

@@ -101,7 +101,7 @@ def _top_note_alias_db() -> float:
     from piano_buddy.synth import Synth
     synth = Synth(voices=1, channels=1, ceiling_dbfs=0.0)
     synth.note_on(108, 127)
-    x = np.concatenate([synth.render()[:, 0].astype(np.float64) for _ in range(SR * 5 // 4 // BLOCK)])
+    x = np.concatenate([synth.render()[:, 0].astype(np.float64) for _ in range(SR * 5 // 4 // BLOCK + 1)])
     x = x[SR // 4:SR // 4 + SR]
     t = 2 * np.pi * np.arange(SR) / SR
     w = 0.35875 - 0.48829 * np.cos(t) + 0.14128 * np.cos(2 * t) - 0.01168 * np.cos(3 * t)

@@ -510,10 +510,11 @@ def test_commands_from_another_thread_leave_nothing_stuck():
 
 # ---- real-time properties -------------------------------------------------------------------
 def test_render_allocates_no_buffers():
-    """tracemalloc sees numpy's data buffers. With 1024-frame blocks any per-block buffer
-    would be >= 4 KB; the render path only makes short-lived view objects (~100 bytes each)."""
+    """tracemalloc sees numpy's data buffers. With 2048-frame blocks any per-block buffer
+    would be >= 8 KB; the render path only makes short-lived view objects and, for commands,
+    small index arrays over the 16 voices (~100 bytes each)."""
     import tracemalloc
-    synth = Synth(block_frames=1024, voices=16)
+    synth = Synth(block_frames=2048, voices=16)
     for i in range(16):
         synth.note_on(30 + 4 * i, 100)
     synth.note_on(90, 100, tag=AI, at_frame=synth.frame + 5000)
@@ -524,12 +525,16 @@ def test_render_allocates_no_buffers():
     try:
         base, _ = tracemalloc.get_traced_memory()
         tracemalloc.reset_peak()
-        for _ in range(50):
+        for i in range(50):
+            if i % 10 == 5:                # commands too: a steal, a scheduled start, a release
+                synth.note_on(100 - i // 10, 90, tag=AI, at_frame=synth.frame + 2700)
+                synth.note_off(30 + 4 * (i // 10))
             synth.render()
         current, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert peak - base < 4096, f"render allocated {peak - base} bytes at its peak"
+    print(f"render: peak {peak - base} B, kept {current - base} B")
+    assert peak - base < 6144, f"render allocated {peak - base} bytes at its peak"
     assert current - base < 1024, f"render kept {current - base} bytes"
 
 

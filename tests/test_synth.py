@@ -323,6 +323,19 @@ def test_a_released_note_decays_to_exact_silence():
     assert not np.any(render_frames(synth, 1024))
 
 
+def test_the_shortest_tap_is_still_heard():
+    """Key down and up before the audio thread even saw them: the strike completes (~3 ms),
+    then releases, like a piano's hammer; the note is not held afterwards."""
+    synth = Synth(voices=2)
+    synth.note_on(60, 100)
+    synth.note_off(60)
+    first = _mono(synth.render().copy())
+    assert synth.sounding() == set()
+    y = np.concatenate([first, _mono(render_frames(synth, SR // 2))])
+    assert np.max(np.abs(y)) > 1000
+    assert synth.is_silent()
+
+
 def test_release_tail_is_between_100_and_600_ms():
     synth = Synth(voices=1)
     synth.note_on(60, 100)

@@ -325,7 +325,7 @@ class Synth:
         if tag is not None:
             held &= vb.tag == tag
         for v in np.flatnonzero(held):
-            vb.release(int(v))
+            vb.release(int(v))                       # (an attack completes first: ~3 ms)
         for v in np.flatnonzero(vb.pending):        # pending notes go by their own tag
             note = vb.pending_note[v]
             if tag is None or note is None or note[2] == tag:

@@ -46,6 +46,8 @@ class VoiceBank:
         self.tag = np.zeros(n, dtype=np.int16)
         self.order = np.zeros(n, dtype=np.int64)        # start order, for stealing the oldest
         self.start_frame = np.zeros(n, dtype=np.int64)
+        # key already up during the attack: the strike completes, then the release starts
+        self.release_after_attack = np.zeros(n, dtype=bool)
         # envelope: row 0 the level, row 1 the brightness (share of the bright table)
         self.state = np.zeros((2, n))
         self.target = np.zeros((2, n))
@@ -87,6 +89,7 @@ class VoiceBank:
         i = pitch - timbre.LOWEST_PITCH
         self._orders += 1
         self.stage[v] = ATTACK
+        self.release_after_attack[v] = False
         self.pitch[v] = pitch
         self.tag[v] = tag
         self.order[v] = self._orders
@@ -116,7 +119,11 @@ class VoiceBank:
         self.highest_active = max(self.highest_active, v + 1)
 
     def release(self, v: int) -> None:
-        """Key up: fade out from wherever the level is."""
+        """Key up: fade out from wherever the level is. During the attack (the first ~3 ms)
+        the strike finishes first, like a piano's hammer: the shortest tap is still heard."""
+        if self.stage[v] == ATTACK:
+            self.release_after_attack[v] = True
+            return
         self.stage[v] = RELEASE
         self.target[0, v] = _RELEASE_TARGET
         self.rate[0, v] = self._release_rate[self.pitch[v] - timbre.LOWEST_PITCH]
@@ -125,6 +132,7 @@ class VoiceBank:
 
     def fade(self, v: int, note: tuple | None) -> None:
         """Stolen or re-struck: fade fast, then start ``note`` (pitch, velocity, tag, stamp)."""
+        self.release_after_attack[v] = False
         if self.stage[v] != IDLE:
             self.stage[v] = FADE
             self.target[0, v] = _FADE_TARGET
@@ -155,6 +163,9 @@ class VoiceBank:
             self.target[0, v] = self._sustain[i]
             self.rate[0, v] = self._decay_rate[i]
             self.end_above[v] = np.inf
+            if self.release_after_attack[v]:
+                self.release_after_attack[v] = False
+                self.release(v)
             return False
         new_level[v] = 0.0
         self._to_idle(v)
@@ -166,11 +177,18 @@ class VoiceBank:
 
     # ---- allocation policy --------------------------------------------------------------
     def find(self, pitch: int, tag: int, stages=(ATTACK, HELD)) -> int:
-        """The voice sounding (pitch, tag) in one of ``stages``, or -1."""
+        """The voice sounding (pitch, tag) in one of ``stages``, or -1. A voice whose key
+        went up during its attack counts as released, not held."""
         for v in np.flatnonzero((self.pitch == pitch) & (self.tag == tag)):
-            if self.stage[v] in stages:
+            stage = self.stage[v]
+            if stage in stages and not (stage == ATTACK and self.release_after_attack[v]
+                                        and RELEASE not in stages):
                 return int(v)
         return -1
+
+    def is_held(self, v: int) -> bool:
+        stage = self.stage[v]
+        return stage == HELD or (stage == ATTACK and not self.release_after_attack[v])
 
     def find_pending(self, pitch: int, tag: int) -> int:
         for v in np.flatnonzero(self.pending):
@@ -197,7 +215,7 @@ class VoiceBank:
     def held_notes(self) -> set[tuple[int, int]]:
         notes = set()
         for v in range(self.n):
-            if self.stage[v] in (ATTACK, HELD):
+            if self.is_held(v):
                 notes.add((int(self.pitch[v]), int(self.tag[v])))
             note = self.pending_note[v]
             if self.pending[v] and note is not None:

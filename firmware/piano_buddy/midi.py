@@ -1,0 +1,695 @@
+"""MIDI in and out through python-rtmidi: a USB keyboard plays the box, a synth or DAW hears it.
+
+``MidiInput`` runs one watcher thread that finds keyboards (hot-plug: a port that appears or
+vanishes is opened or dropped within ``poll_seconds``) and turns their bytes into
+:class:`InputEvent` for the conductor. The rtmidi callbacks only parse, sanitize and call
+``post()``; they never log, block or raise. What reaches ``post()`` is clean by construction:
+
+* per pitch, KEY_ON and KEY_OFF alternate, starting with KEY_ON (two keyboards holding the
+  same pitch post one KEY_ON and one KEY_OFF);
+* every posted KEY_ON gets its KEY_OFF, at the latest when its keyboard vanishes or the input
+  closes; the same for a pedal held down;
+* notes outside the piano (21-108) are DROPPED, not clamped: clamping would fold several keys
+  onto one pitch and break the pairing above;
+* note-off without note-on, a repeated note-on, sysex, clock and every other message are
+  ignored and counted in ``stats`` (logged by the watcher, at most once per poll);
+* velocity-0 note-on is a note-off; running status works across rtmidi messages (mido's
+  Tokenizer drops running-status data, so this module parses bytes itself);
+* new notes and pedal presses go through a token bucket (``burst``, ``rate``): a flood is
+  cut and counted, while note-offs always pass (they can only end what was posted).
+
+``MidiOutput`` sends everything the box plays to a virtual port (a DAW or synth connects to
+it) and optionally to a hardware port; a failing port is logged once and dropped, never
+raising into the conductor.
+
+How bytes are read depends on the API. With ALSA (the Pi) rtmidi calls our callback from its
+own input thread. With JACK it would call it from JACK's real-time process thread, where
+waiting for Python's GIL makes the client miss its cycle; JACK2's dummy server then stalls
+the whole graph for good (seen in the tests here). So with JACK a reader thread of ours
+drains rtmidi's queue every ``READ_INTERVAL`` seconds and no Python runs in JACK's thread.
+
+The rtmidi API comes from ``backend`` ("mido.backends.rtmidi/UNIX_JACK", or just "UNIX_JACK"),
+else ``MIDO_BACKEND``, else rtmidi's default (ALSA on the Pi).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from typing import Callable
+
+from .errors import ConfigError, MidiError
+from .events import InputEvent, Kind
+
+log = logging.getLogger(__name__)
+
+PIANO_LOW, PIANO_HIGH = 21, 108      # A0 .. C8: what the synth and the models know
+SUSTAIN_CC = 64
+ALL_SOUND_OFF_CC, RESET_CONTROLLERS_CC, ALL_NOTES_OFF_CC = 120, 121, 123
+IN_CLIENT_NAME = "Piano Buddy In"          # our JACK/ALSA client names; never opened as inputs
+WATCH_CLIENT_NAME = "Piano Buddy Watch"
+IGNORED_PORT_WORDS = ("through",)          # "Midi Through": the kernel's loopback
+
+# Data bytes after each status (channel messages by high nibble, system common by byte).
+_CHANNEL_DATA_BYTES = {0x80: 2, 0x90: 2, 0xA0: 2, 0xB0: 2, 0xC0: 1, 0xD0: 1, 0xE0: 2}
+_SYSTEM_COMMON_DATA_BYTES = {0xF1: 1, 0xF2: 2, 0xF3: 1, 0xF6: 0}
+
+# Counters that mean "something was ignored"; the watcher logs their increase.
+IGNORED_COUNTERS = ("out_of_range", "note_off_without_on", "repeated_note_on", "sysex",
+                    "other_messages", "stray_bytes", "truncated", "rate_limited",
+                    "post_failed", "callback_errors")
+
+READ_INTERVAL = 0.002          # seconds between drains of rtmidi's queue (JACK only)
+QUEUE_SIZE = 4096              # rtmidi's per-port queue between its thread and ours
+
+_own_client_names: set[str] = {IN_CLIENT_NAME, WATCH_CLIENT_NAME}
+
+
+def rtmidi_api(backend: str | None):
+    """The rtmidi API constant for a mido-style backend string (None: ``MIDO_BACKEND``)."""
+    import rtmidi
+    backend = backend if backend is not None else os.environ.get("MIDO_BACKEND", "")
+    name = backend.rpartition("/")[2].strip() if "/" in backend else ""
+    if not name and backend and not backend.startswith("mido."):
+        name = backend.strip()
+    if not name:
+        return rtmidi.API_UNSPECIFIED
+    api = getattr(rtmidi, "API_" + name.upper(), None)
+    if api is None:
+        raise ConfigError(f"MIDI backend {backend!r}: unknown rtmidi API {name!r} "
+                          f"(compiled in: {rtmidi.get_compiled_api()})")
+    return api
+
+
+def jack_server_gone() -> bool:
+    """True when the JACK server's socket (JACK2 on Linux) is missing.
+
+    rtmidi's JACK clients outlive their server silently: they keep listing its ports, and
+    libjack frees them when a new client is opened, so a later close crashes. Checking the
+    socket lets the watcher close them first. A server killed with SIGKILL leaves its socket
+    behind and is not noticed this way (JACK is the desktop/test path; the Pi uses ALSA).
+    """
+    name = os.environ.get("JACK_DEFAULT_SERVER") or "default"
+    return not os.path.exists(f"/dev/shm/jack_{name}_{os.getuid()}_0")
+
+
+def _client_of(port_name: str) -> str:
+    """'Piano Buddy:Piano Buddy 128:0' -> 'Piano Buddy' (ALSA and JACK both put it first)."""
+    return port_name.split(":", 1)[0].strip()
+
+
+def is_own_port(port_name: str) -> bool:
+    client = _client_of(port_name)
+    base, dash, suffix = client.rpartition("-")
+    return client in _own_client_names or (dash and suffix.isdigit()
+                                          and base in _own_client_names)
+
+
+class MidiByteParser:
+    """Splits one port's byte stream into channel messages, keeping running status.
+
+    ``feed(data)`` returns [(status, data1, data2)] for complete channel messages and counts
+    what it skips into ``stats`` (sysex, system and realtime messages, stray data bytes,
+    messages cut short by a new status byte).
+    """
+
+    __slots__ = ("_status", "_need", "_data", "_pending", "_in_sysex", "stats")
+
+    def __init__(self, stats: dict[str, int]) -> None:
+        self.stats = stats
+        self._status = 0          # running status (0: none)
+        self._need = 0            # data bytes a message under this status takes
+        self._data: list[int] = []
+        self._pending = False     # a status byte arrived and no message completed yet
+        self._in_sysex = False
+
+    def feed(self, data) -> list[tuple[int, int, int]]:
+        out: list[tuple[int, int, int]] = []
+        stats = self.stats
+        for byte in data:
+            if not isinstance(byte, int) or not 0 <= byte <= 255:
+                stats["stray_bytes"] += 1
+                continue
+            if byte >= 0xF8:                      # realtime: anywhere, changes nothing
+                stats["other_messages"] += 1
+                continue
+            if self._in_sysex:
+                if byte < 0x80:
+                    continue                      # sysex payload
+                self._in_sysex = False
+                stats["sysex"] += 1
+                if byte == 0xF7:
+                    continue
+                # any other status byte ends an unterminated sysex and counts as itself
+            if byte >= 0x80:
+                if self._pending or self._data:
+                    stats["truncated"] += 1
+                self._data = []
+                self._pending = False
+                self._status, self._need = 0, 0
+                if byte < 0xF0:
+                    self._status, self._need = byte, _CHANNEL_DATA_BYTES[byte & 0xF0]
+                    self._pending = True
+                elif byte == 0xF0:
+                    self._in_sysex = True
+                else:                             # system common: cancels running status
+                    stats["other_messages"] += 1
+                    need = _SYSTEM_COMMON_DATA_BYTES.get(byte, 0)
+                    if need:                      # swallow its data bytes
+                        self._status, self._need, self._pending = byte, need, True
+                continue
+            if not self._status:                  # a data byte with nothing to belong to
+                stats["stray_bytes"] += 1
+                continue
+            self._data.append(byte)
+            if len(self._data) < self._need:
+                continue
+            status, data_bytes = self._status, self._data
+            self._data = []
+            self._pending = False
+            if status >= 0xF0:                    # system common's data: no running status
+                self._status = 0
+                continue
+            out.append((status, data_bytes[0], data_bytes[1] if len(data_bytes) > 1 else 0))
+        return out
+
+
+class _TokenBucket:
+    """At most ``burst`` at once and ``rate`` per second on average."""
+
+    __slots__ = ("rate", "burst", "_tokens", "_last")
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate, self.burst = float(rate), float(burst)
+        self._tokens = float(burst)
+        self._last: float | None = None
+
+    def take(self, now: float) -> bool:
+        if self._last is not None and now > self._last:
+            self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
+        self._last = now if self._last is None else max(self._last, now)
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return True
+        return False
+
+
+class _Device:
+    """One open keyboard port: its rtmidi object, byte parser and what it holds down."""
+
+    def __init__(self, device_id: int, name: str, stats: dict[str, int]) -> None:
+        self.id = device_id
+        self.name = name
+        self.rt = None
+        self.parser = MidiByteParser(stats)
+        self.held: set[int] = set()
+        self.pedal_down = False
+        self.closed = False
+        self.io_lock = threading.Lock()    # the reader drains, _drop closes: never both
+
+
+class MidiInput:
+    """Hot-plugged MIDI keyboards -> InputEvents (KEY_ON/KEY_OFF/PEDAL/DEVICE) via ``post``.
+
+    DEVICE events: ``source`` is a small id (1, 2, ... per port opened), ``velocity`` 1 when
+    it connected, 0 when it vanished. PEDAL is posted when the combined sustain state of all
+    keyboards changes (down at CC64 >= 64), with the controller value in ``velocity``.
+    """
+
+    def __init__(self, post: Callable[[InputEvent], None], *, name_pattern: str = "",
+                 poll_seconds: float = 2.0, clock: Callable[[], float] = time.monotonic,
+                 backend: str | None = None, rate: float = 200.0, burst: float = 64.0,
+                 read_mode: str | None = None) -> None:
+        if poll_seconds <= 0:
+            raise ConfigError(f"MIDI poll_seconds = {poll_seconds!r}: must be > 0")
+        self._post_fn = post
+        self._pattern = name_pattern.strip().lower()
+        self._poll = float(poll_seconds)
+        self._clock = clock
+        self._backend = backend
+        self._api = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._reader: threading.Thread | None = None
+        if read_mode not in (None, "callback", "poll"):
+            raise ConfigError(f"MIDI read_mode = {read_mode!r}: must be 'callback' or 'poll'")
+        self._read_mode = read_mode
+        self._probe = None
+        self._devices: dict[str, _Device] = {}
+        self._holders: dict[int, set[int]] = {}     # pitch -> ids of devices holding it
+        self._pedals_down = 0
+        self._next_id = 0
+        self._bucket = _TokenBucket(rate, burst)
+        self._retry_after: dict[str, float] = {}    # port name -> monotonic time
+        self._unavailable_logged = False
+        self._logged: dict[str, int] = {}
+        self.stats: dict[str, int] = dict.fromkeys(
+            ("messages", "key_on", "key_off", "pedal", "devices_opened", "devices_closed",
+             "open_failed") + IGNORED_COUNTERS, 0)
+
+    # --- public ----------------------------------------------------------------------------
+    def start(self) -> "MidiInput":
+        if self._thread is None and not self._stop.is_set():
+            self._thread = threading.Thread(target=self._run, name="midi-watch", daemon=True)
+            self._thread.start()
+        return self
+
+    @property
+    def polling(self) -> bool:
+        """True when a reader thread drains rtmidi's queue (JACK) instead of a callback."""
+        if self._read_mode is not None:
+            return self._read_mode == "poll"
+        import rtmidi
+        if self._api is None:
+            self._api = rtmidi_api(self._backend)
+        return self._api == rtmidi.API_UNIX_JACK
+
+    def close(self) -> None:
+        """Stop watching, close every port (posting KEY_OFF for what was held). Safe twice."""
+        self._stop.set()
+        for attr in ("_thread", "_reader"):
+            thread = getattr(self, attr)
+            setattr(self, attr, None)
+            if thread is not None and thread is not threading.current_thread():
+                thread.join(timeout=self._poll + 10.0)
+        for device in list(self._devices.values()):
+            self._drop(device, "input closed")
+        probe, self._probe = self._probe, None
+        if probe is not None:
+            _quietly(probe.delete)
+
+    @property
+    def devices(self) -> list[str]:
+        """Names of the keyboards open now."""
+        with self._lock:
+            return sorted(self._devices)
+
+    def scan(self) -> None:
+        """One hot-plug pass (the watcher calls it every ``poll_seconds``; tests may too).
+
+        If listing fails, every open keyboard is dropped (its notes released) and the next
+        pass tries again. A JACK server that ends is noticed by its socket going away (see
+        ``jack_server_gone``): its clients must be closed before any new one is opened."""
+        import rtmidi
+        if self._api is None:
+            self._api = rtmidi_api(self._backend)
+        if self._api == rtmidi.API_UNIX_JACK and jack_server_gone():
+            probe, self._probe = self._probe, None
+            for device in list(self._devices.values()):
+                self._drop(device, "gone with the JACK server")
+            if probe is not None:
+                _quietly(probe.delete)
+            raise MidiError("MIDI input unavailable (JACK server not running); retrying")
+        try:
+            if self._probe is None:
+                self._probe = rtmidi.MidiIn(rtapi=self._api, name=WATCH_CLIENT_NAME)
+            names = self._probe.get_ports()
+        except Exception as exc:
+            probe, self._probe = self._probe, None
+            if probe is not None:
+                _quietly(probe.delete)
+            for device in list(self._devices.values()):
+                self._drop(device, "gone with the MIDI system")
+            raise MidiError(f"MIDI input unavailable ({exc}); retrying") from exc
+        present = set(names)
+        for name, device in list(self._devices.items()):
+            if name not in present or not self._wanted(name):
+                self._drop(device, "vanished")
+        now = time.monotonic()
+        for name in list(self._retry_after):
+            if name not in present:
+                del self._retry_after[name]
+        for name in names:
+            if name in self._devices or not self._wanted(name):
+                continue
+            if self._retry_after.get(name, 0.0) > now:
+                continue
+            try:
+                self._open(name)
+                self._retry_after.pop(name, None)
+            except Exception as exc:
+                self.stats["open_failed"] += 1
+                if name not in self._retry_after:
+                    log.warning("MIDI input %r cannot be opened (%s); retrying every %g s",
+                                name, exc, self._poll * 5)
+                self._retry_after[name] = now + self._poll * 5
+
+    def __enter__(self) -> "MidiInput":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # --- watcher thread --------------------------------------------------------------------
+    def _run(self) -> None:
+        delay = 0.0
+        while not self._stop.wait(delay):
+            delay = self._poll
+            try:
+                self.scan()
+                self._unavailable_logged = False
+            except Exception as exc:        # never let hot-plug trouble end the thread
+                if not self._unavailable_logged:
+                    log.warning("%s", exc)
+                    self._unavailable_logged = True
+                delay = min(self._poll * 5, 30.0)
+            self._log_ignored()
+
+    def _wanted(self, name: str) -> bool:
+        low = name.lower()
+        if is_own_port(name) or any(word in low for word in IGNORED_PORT_WORDS):
+            return False
+        return not self._pattern or self._pattern in low
+
+    def _open(self, name: str) -> None:
+        import rtmidi
+        polling = self.polling
+        if polling and self._reader is None and not self._stop.is_set():
+            self._reader = threading.Thread(target=self._read_loop, name="midi-read",
+                                            daemon=True)
+            self._reader.start()
+        rt = rtmidi.MidiIn(rtapi=self._api, name=IN_CLIENT_NAME, queue_size_limit=QUEUE_SIZE)
+        try:
+            ports = rt.get_ports()
+            if name not in ports:
+                raise MidiError(f"MIDI input {name!r} vanished while opening")
+            with self._lock:
+                self._next_id += 1
+                device = _Device(self._next_id, name, self.stats)
+            device.rt = rt
+            rt.ignore_types(sysex=False, timing=True, active_sense=True)
+            if not polling:
+                rt.set_callback(self._on_midi, device)
+            rt.open_port(ports.index(name), "keys")
+        except BaseException:
+            _quietly(rt.cancel_callback)
+            _quietly(rt.delete)
+            raise
+        with self._lock:
+            self._devices[name] = device
+            self.stats["devices_opened"] += 1
+            self._post(Kind.DEVICE, device.id, self._clock(), 1)
+        log.info("MIDI keyboard connected: %s", name)
+
+    def _drop(self, device: _Device, why: str) -> None:
+        with self._lock:
+            if device.closed:
+                return
+            device.closed = True
+            self._devices.pop(device.name, None)
+            now = self._clock()
+            self._release_all(device, now, pedal_too=True)
+            self.stats["devices_closed"] += 1
+            self._post(Kind.DEVICE, device.id, now, 0)
+        with device.io_lock:
+            rt, device.rt = device.rt, None
+        if rt is not None:
+            _quietly(rt.cancel_callback)
+            _quietly(rt.close_port)
+            _quietly(rt.delete)
+        log.info("MIDI keyboard %s: %s", why, device.name)
+
+    def _log_ignored(self) -> None:
+        changed = {k: self.stats[k] - self._logged.get(k, 0) for k in IGNORED_COUNTERS
+                   if self.stats[k] != self._logged.get(k, 0)}
+        if changed:
+            self._logged.update({k: self.stats[k] for k in changed})
+            log.info("MIDI input ignored since last report: %s",
+                     ", ".join(f"{k} {v}" for k, v in changed.items()))
+
+    def _read_loop(self) -> None:
+        """JACK only: drain each port's rtmidi queue; the same path as the callback."""
+        while not self._stop.wait(READ_INTERVAL):
+            with self._lock:
+                devices = list(self._devices.values())
+            for device in devices:
+                with device.io_lock:
+                    rt = device.rt
+                    if rt is None:
+                        continue
+                    try:
+                        for _ in range(QUEUE_SIZE):
+                            item = rt.get_message()
+                            if item is None:
+                                break
+                            self._on_midi(item, device)
+                    except Exception:
+                        self.stats["callback_errors"] += 1
+
+    # --- rtmidi thread ---------------------------------------------------------------------
+    def _on_midi(self, event, device: _Device) -> None:
+        """rtmidi's callback: parse, sanitize, post; never raises, logs or blocks."""
+        try:
+            message = event[0]
+            with self._lock:
+                if device.closed:
+                    return
+                self.stats["messages"] += 1
+                messages = device.parser.feed(message)
+                if messages:
+                    now = self._clock()
+                    for status, data1, data2 in messages:
+                        self._handle(device, status, data1, data2, now)
+        except Exception:
+            self.stats["callback_errors"] += 1
+
+    def _handle(self, device: _Device, status: int, data1: int, data2: int, now: float) -> None:
+        kind = status & 0xF0
+        stats = self.stats
+        if kind == 0x90 and data2 > 0:
+            if not PIANO_LOW <= data1 <= PIANO_HIGH:
+                stats["out_of_range"] += 1
+            elif data1 in device.held:
+                stats["repeated_note_on"] += 1
+            elif not self._bucket.take(now):
+                stats["rate_limited"] += 1
+            else:
+                holders = self._holders.get(data1)
+                if holders:                       # another keyboard holds it: already on
+                    holders.add(device.id)
+                    device.held.add(data1)
+                elif self._post(Kind.KEY_ON, data1, now, data2):
+                    self._holders[data1] = {device.id}
+                    device.held.add(data1)
+                    stats["key_on"] += 1
+        elif kind == 0x80 or kind == 0x90:
+            if data1 in device.held:
+                self._release(device, data1, now)
+            else:
+                stats["note_off_without_on"] += 1
+        elif kind == 0xB0:
+            if data1 == SUSTAIN_CC:
+                self._pedal(device, data2 >= 64, data2, now)
+            elif data1 in (ALL_SOUND_OFF_CC, ALL_NOTES_OFF_CC, RESET_CONTROLLERS_CC):
+                self._release_all(device, now, pedal_too=data1 == RESET_CONTROLLERS_CC)
+            else:
+                stats["other_messages"] += 1
+        else:
+            stats["other_messages"] += 1
+
+    def _pedal(self, device: _Device, down: bool, value: int, now: float) -> None:
+        if down == device.pedal_down:
+            return
+        if down and not self._bucket.take(now):
+            self.stats["rate_limited"] += 1
+            return
+        device.pedal_down = down
+        self._pedals_down += 1 if down else -1
+        if self._pedals_down == (1 if down else 0):
+            self.stats["pedal"] += 1
+            self._post(Kind.PEDAL, SUSTAIN_CC, now, value)
+
+    def _release(self, device: _Device, pitch: int, now: float) -> None:
+        device.held.discard(pitch)
+        holders = self._holders.get(pitch)
+        if holders is None:
+            return
+        holders.discard(device.id)
+        if not holders:
+            del self._holders[pitch]
+            self.stats["key_off"] += 1
+            self._post(Kind.KEY_OFF, pitch, now, 0)
+
+    def _release_all(self, device: _Device, now: float, pedal_too: bool) -> None:
+        for pitch in sorted(device.held):
+            self._release(device, pitch, now)
+        if pedal_too and device.pedal_down:
+            self._pedal(device, False, 0, now)
+
+    def _post(self, kind: Kind, source: int, now: float, velocity: int) -> bool:
+        try:
+            self._post_fn(InputEvent(kind, source, now, velocity))
+            return True
+        except Exception:
+            self.stats["post_failed"] += 1
+            return False
+
+
+class MidiOutput:
+    """What the box plays, as MIDI: the player on ``player_channel``, the AI on ``ai_channel``
+    (0-15), to a virtual port ``name`` and to the first hardware port whose name contains
+    ``port_pattern`` (if given; looked for again every few seconds while missing).
+
+    Never raises after construction: a port that fails is logged once and dropped.
+    """
+
+    HARDWARE_RETRY_SECONDS = 5.0
+
+    def __init__(self, *, name: str = "Piano Buddy", port_pattern: str = "",
+                 player_channel: int = 0, ai_channel: int = 1, backend=None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        for key, channel in (("player_channel", player_channel), ("ai_channel", ai_channel)):
+            if not isinstance(channel, int) or not 0 <= channel <= 15:
+                raise ConfigError(f"MIDI {key} = {channel!r}: must be 0..15")
+        if not name.strip():
+            raise ConfigError("MIDI output name is empty")
+        self.name = name
+        self.player_channel, self.ai_channel = player_channel, ai_channel
+        self._pattern = port_pattern.strip().lower()
+        self._backend = backend
+        self._clock = clock
+        self._lock = threading.RLock()
+        self._sounding: dict[tuple[int, int], int] = {}
+        self._closed = False
+        self._failed_logged: set[str] = set()
+        self._hardware = None
+        self._hardware_name = ""
+        self._next_hardware_try = 0.0
+        self.sent = 0
+        _own_client_names.add(name)
+        self._api = rtmidi_api(backend)
+        self._virtual = self._open_virtual()
+        if self._pattern:
+            self._try_hardware()
+
+    @property
+    def hardware_port(self) -> str:
+        return self._hardware_name if self._hardware is not None else ""
+
+    def note_on(self, pitch: int, velocity: int, ai: bool) -> None:
+        pitch = max(0, min(127, int(pitch)))
+        velocity = max(1, min(127, int(velocity)))
+        channel = self.ai_channel if ai else self.player_channel
+        with self._lock:
+            if self._closed:
+                return
+            key = (channel, pitch)
+            self._sounding[key] = self._sounding.get(key, 0) + 1
+            self._send([0x90 | channel, pitch, velocity])
+
+    def note_off(self, pitch: int, ai: bool) -> None:
+        pitch = max(0, min(127, int(pitch)))
+        channel = self.ai_channel if ai else self.player_channel
+        with self._lock:
+            if self._closed:
+                return
+            key = (channel, pitch)
+            count = self._sounding.get(key, 0)
+            if count > 1:
+                self._sounding[key] = count - 1
+            else:
+                self._sounding.pop(key, None)
+            self._send([0x80 | channel, pitch, 0])
+
+    def all_notes_off(self) -> None:
+        """Note-offs for everything known to sound, then CC123 on both channels."""
+        with self._lock:
+            if self._closed:
+                return
+            self._all_notes_off()
+
+    def close(self) -> None:
+        """All notes off, then close the ports. Safe twice."""
+        with self._lock:
+            if self._closed:
+                return
+            self._all_notes_off()
+            self._closed = True
+            ports = [p for p in (self._virtual, self._hardware) if p is not None]
+            self._virtual = self._hardware = None
+        for port in ports:
+            _quietly(port.close_port)
+            _quietly(port.delete)
+
+    def __enter__(self) -> "MidiOutput":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # --- private ---------------------------------------------------------------------------
+    def _all_notes_off(self) -> None:
+        for (channel, pitch) in sorted(self._sounding):
+            self._send([0x80 | channel, pitch, 0])
+        self._sounding.clear()
+        for channel in sorted({self.player_channel, self.ai_channel}):
+            self._send([0xB0 | channel, ALL_NOTES_OFF_CC, 0])
+
+    def _open_virtual(self):
+        try:
+            import rtmidi
+            port = rtmidi.MidiOut(rtapi=self._api, name=self.name)
+            try:
+                port.open_virtual_port(self.name)
+            except BaseException:
+                _quietly(port.delete)
+                raise
+            return port
+        except Exception as exc:
+            log.warning("MIDI output %r unavailable (%s); playing on without it", self.name, exc)
+            return None
+
+    def _try_hardware(self) -> None:
+        self._next_hardware_try = self._clock() + self.HARDWARE_RETRY_SECONDS
+        port = None
+        try:
+            import rtmidi
+            port = rtmidi.MidiOut(rtapi=self._api, name=self.name)
+            names = port.get_ports()
+            for index, port_name in enumerate(names):
+                low = port_name.lower()
+                if (self._pattern in low and not is_own_port(port_name)
+                        and not any(w in low for w in IGNORED_PORT_WORDS)):
+                    port.open_port(index, "out")
+                    self._hardware, self._hardware_name = port, port_name
+                    self._failed_logged.discard("hardware")
+                    log.info("MIDI out also to %s", port_name)
+                    return
+            _quietly(port.delete)
+        except Exception as exc:
+            if port is not None:
+                _quietly(port.delete)
+            if "hardware" not in self._failed_logged:
+                self._failed_logged.add("hardware")
+                log.warning("MIDI output to a port matching %r failed (%s); retrying",
+                            self._pattern, exc)
+
+    def _send(self, message: list[int]) -> None:
+        if self._pattern and self._hardware is None and self._clock() >= self._next_hardware_try:
+            self._try_hardware()
+        for attr in ("_virtual", "_hardware"):
+            port = getattr(self, attr)
+            if port is None:
+                continue
+            try:
+                port.send_message(message)
+                self.sent += 1
+            except Exception as exc:
+                setattr(self, attr, None)
+                _quietly(port.delete)
+                label = self.name if attr == "_virtual" else self._hardware_name
+                if attr == "_hardware":
+                    self._next_hardware_try = self._clock() + self.HARDWARE_RETRY_SECONDS
+                if label not in self._failed_logged:
+                    self._failed_logged.add(label)
+                    log.warning("MIDI output %r failed (%s); dropped, playing on", label, exc)
+
+
+def _quietly(action: Callable[[], object]) -> None:
+    try:
+        action()
+    except Exception:
+        pass

@@ -145,6 +145,34 @@ def test_energy_above_the_top_keys_highest_partial_is_60_db_down():
     assert 10 * math.log10(above / power.sum()) < -60.0
 
 
+@pytest.mark.parametrize("sample_rate,block", [(44100, 64), (48000, 256), (22050, 128)])
+def test_other_rates_and_block_sizes_stay_in_tune_and_band_limited(sample_rate, block):
+    for pitch in (45, 69, 108):
+        synth = Synth(sample_rate=sample_rate, block_frames=block, voices=1, channels=1,
+                      ceiling_dbfs=0.0)
+        assert synth.bank.partial_frequencies(pitch).max() <= 0.45 * sample_rate
+        synth.note_on(pitch, 127)
+        x = np.concatenate([synth.render()[:, 0].astype(np.float64)
+                            for _ in range(int(0.6 * sample_rate) // block)])
+        x = x[int(0.1 * sample_rate):int(0.1 * sample_rate) + sample_rate // 2]
+        n = len(x)
+        spectrum = np.abs(np.fft.rfft(x * np.hanning(n), 4 * n))
+        freqs = np.fft.rfftfreq(4 * n, 1.0 / sample_rate)
+        f0 = float(pitch_hz(pitch))
+        band = np.flatnonzero(np.abs(freqs - f0) < f0 * 0.03)
+        k = band[np.argmax(spectrum[band])]
+        a, b, c = np.log(spectrum[k - 1:k + 2])
+        f = (k + 0.5 * (a - c) / (a - 2 * b + c)) * sample_rate / (4 * n)
+        assert abs(cents(f, f0)) < 3.0, (sample_rate, pitch, cents(f, f0))
+        # nothing outside the partials (aliases would fold in below Nyquist)
+        power = np.abs(np.fft.rfft(x * _blackman_harris(n))) ** 2
+        near = np.zeros(len(power), dtype=bool)
+        bins = np.fft.rfftfreq(n, 1.0 / sample_rate)
+        for fp in synth.bank.partial_frequencies(pitch):
+            near |= np.abs(bins - fp) <= 12.0
+        assert 10 * math.log10(power[~near].sum() / power.sum()) < -60.0
+
+
 # ---- clicks -------------------------------------------------------------------------------
 # Threshold: a click is a step the waveform itself never makes. We allow the largest step the
 # same note makes while held (its own steepest slope) plus 3% of its peak: the envelope may

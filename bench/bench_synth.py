@@ -120,9 +120,9 @@ def run(quick: bool) -> list[Figure]:
     for voices in (1, 8, 16, 32):
         synth = _held_synth(voices)
         cpu, wall = _cpu_percent(_blocks(synth, SR // BLOCK), repeats)
+        name = f"render {voices} voice{'s' if voices > 1 else ''}, CPU per second of audio"
         figures.append(Figure(
-            "synth", f"render {voices} voices, CPU per second of audio", cpu, "% of one core",
-            target=2.0 if voices == 16 else None,
+            "synth", name, cpu, "% of one core", target=2.0 if voices == 16 else None,
             note=f"48 kHz stereo, 128-frame blocks, median of {repeats}; wall {wall:.2f}%"))
     synth = _held_synth(16)
     cpu, wall = _cpu_percent(_with_events(synth), repeats)

@@ -31,7 +31,7 @@ from . import timbre
 from .commands import (ALL_OFF, AT, CANCEL, IMMEDIATE, KIND, NOTE_OFF, NOTE_ON, PITCH, SEQ,
                        STAMP, TAG, VELOCITY, CommandQueue, ReleaseFlags)
 from .limiter import OutputStage
-from .voices import ATTACK, FADE, HELD, IDLE, RELEASE, VoiceBank
+from .voices import ATTACK, HELD, IDLE, RELEASE, VoiceBank
 from .wavetables import build_wavetables
 
 PLAYER = 0          # notes from the buttons and MIDI keyboards

@@ -371,7 +371,7 @@ class Synth:
         np.less_equal(level, vb.end_below, out=self._crossed_below)
         np.logical_or(self._crossed, self._crossed_below, out=self._crossed)
         starts = self._starts
-        if self._crossed.any():
+        if np.count_nonzero(self._crossed):      # (much cheaper than .any() on tiny arrays)
             for v in np.flatnonzero(self._crossed):
                 if vb.stage_ends(int(v), level):
                     starts.append(int(v))
@@ -421,5 +421,5 @@ class Synth:
                     self._start(v, note, block_start + end)
             starts.clear()
             vb.refresh_highest_active()
-        elif self._crossed.any():
+        elif np.count_nonzero(self._crossed):
             vb.refresh_highest_active()

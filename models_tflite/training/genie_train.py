@@ -276,13 +276,22 @@ def step_features(keys: np.ndarray, dts: np.ndarray, buttons: np.ndarray) -> np.
 
 def tflite_nll(interp, keys: np.ndarray, dts: np.ndarray, buttons: np.ndarray) -> float:
     """Mean NLL of the step model over teacher-forced windows (state reset per window)."""
-    from .tflite_export import run_step_model_tflite
+    from .tflite_export import signature_tensor_indices
+    ins, outs = signature_tensor_indices(interp)
     total, n = 0.0, 0
+    state = np.zeros((1, rt.STATE_SIZE), np.float32)
     for k, d, b in zip(keys, dts, buttons):
-        logits = run_step_model_tflite(interp, step_features(k, d, b), input_name="features")
-        logits = logits.astype(np.float64)
+        feats = step_features(k, d, b)
+        state[...] = 0.0
+        logits = np.empty((len(k), enc.NUM_KEYS), np.float64)
+        for t in range(len(k)):
+            interp.set_tensor(ins["features"], feats[t:t + 1])
+            interp.set_tensor(ins["state"], state)
+            interp.invoke()
+            logits[t] = interp.get_tensor(outs["logits"])[0]
+            state[...] = interp.get_tensor(outs["state_out"])
         m = logits.max(axis=1, keepdims=True)
-        logz = (m[:, 0] + np.log(np.exp(logits - m).sum(axis=1)))
+        logz = m[:, 0] + np.log(np.exp(logits - m).sum(axis=1))
         total += float(np.sum(logz - logits[np.arange(len(k)), k]))
         n += len(k)
     return total / n

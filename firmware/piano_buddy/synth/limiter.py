@@ -42,6 +42,7 @@ class OutputStage:
                                 / block_frames)[:, None], mix_channels, axis=1)
         self._gain_ramp = np.empty((block_frames, mix_channels), dtype=np.float32)
         self._scratch = np.empty((block_frames, mix_channels), dtype=np.float32)
+        self._scratch_flat = self._scratch.reshape(-1)   # 1-D max: numpy 1.26 buffers a 2-D one
         self._sign = np.empty_like(self._scratch)
         self._soft = np.empty_like(self._scratch)
         self._int_scale = 32767.0 * self.ceiling
@@ -66,7 +67,7 @@ class OutputStage:
         self.gain = self.target_gain if abs(diff) < 2e-3 else old_gain + diff * self._gain_alpha
         # the limiter: the gain that puts this block's peak at LIMIT_TARGET
         np.abs(mix, out=self._scratch)
-        raw_peak = float(self._scratch.max())
+        raw_peak = float(self._scratch_flat.max())
         peak = raw_peak * self.gain
         old_limit = self.limiter_gain
         wanted = LIMIT_TARGET / peak if peak > LIMIT_TARGET else 1.0

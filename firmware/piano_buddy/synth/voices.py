@@ -108,10 +108,12 @@ class VoiceBank:
         self.inc[body] = self._inc_body[i]
         self.inc[bright_row] = self._inc_bright[i]
         self.phase[body] = self.phase[bright_row] = 0.0
-        self.offset[body] = self.bank.body_offset[i]
-        self.offset[bright_row] = self.bank.bright_offset[i]
-        self.offset_frames[:, body] = self.offset[body]
-        self.offset_frames[:, bright_row] = self.offset[bright_row]
+        body_offset, bright_offset = int(self.bank.body_offset[i]), int(self.bank.bright_offset[i])
+        self.offset[body] = body_offset
+        self.offset[bright_row] = bright_offset
+        # (Python ints: filling a column with a numpy int32 made numpy 1.26 buffer the cast)
+        self.offset_frames[:, body] = body_offset
+        self.offset_frames[:, bright_row] = bright_offset
         self.inc_phase_t[0, body] = self.inc[body]
         self.inc_phase_t[0, bright_row] = self.inc[bright_row]
         self.inc_phase_t[1, body] = self.inc_phase_t[1, bright_row] = 0.0

@@ -550,18 +550,21 @@ def test_commands_from_another_thread_leave_nothing_stuck():
 
 
 # ---- real-time properties -------------------------------------------------------------------
-def test_render_allocates_no_buffers():
+@pytest.mark.parametrize("loud", [False, True], ids=["normal", "limiting"])
+def test_render_allocates_no_buffers(loud):
     """tracemalloc sees numpy's data buffers. With 2048-frame blocks any per-block buffer
     would be >= 8 KB; the render path only makes short-lived view objects and, for commands,
-    small index arrays over the 16 voices (~100 bytes each)."""
+    small index arrays over the 16 voices (~100 bytes each). The loud case runs the limiter
+    and the soft clip too."""
     import tracemalloc
     synth = Synth(block_frames=2048, voices=16)
     for i in range(16):
-        synth.note_on(30 + 4 * i, 100)
+        synth.note_on((21 + 2 * i) if loud else (30 + 4 * i), 127 if loud else 100)
     synth.note_on(90, 100, tag=AI, at_frame=synth.frame + 5000)
     synth.note_off(35)
     for _ in range(10):
         synth.render()
+    clipped = synth.stats["clipped_blocks"]
     tracemalloc.start()
     try:
         base, _ = tracemalloc.get_traced_memory()
@@ -570,11 +573,14 @@ def test_render_allocates_no_buffers():
             if i % 10 == 5:                # commands too: a steal, a scheduled start, a release
                 synth.note_on(100 - i // 10, 90, tag=AI, at_frame=synth.frame + 2700)
                 synth.note_off(30 + 4 * (i // 10))
+                if loud:
+                    synth.note_on(21 + i // 10, 127)
             synth.render()
         current, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    print(f"render: peak {peak - base} B, kept {current - base} B")
+    if loud:
+        assert synth.stats["limited_blocks"] > 0 and synth.stats["clipped_blocks"] > clipped
     assert peak - base < 6144, f"render allocated {peak - base} bytes at its peak"
     assert current - base < 1024, f"render kept {current - base} bytes"
 

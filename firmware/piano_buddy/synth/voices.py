@@ -34,8 +34,8 @@ _FADE_TARGET = -0.05
 
 class VoiceBank:
     """State of ``n`` voices. Rows of the oscillator arrays are interleaved per voice:
-    row 2v plays voice v's body table, row 2v+1 its bright table, so the first k voices are
-    the first 2k rows and the renderer can skip idle voices at the end."""
+    row 2v plays voice v's body table, row 2v+1 its bright table. New notes take the lowest
+    idle voice; ``highest_active`` (0 when all are idle) lets the renderer skip silence."""
 
     def __init__(self, n: int, bank: WavetableBank, channels: int, block_frames: int):
         self.n = n

@@ -520,6 +520,44 @@ def test_full_queue_with_a_scheduled_note_off_cancels_the_tag():
     assert not any(t == AI for _, t in synth.sounding())
 
 
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_random_command_storm_keeps_every_promise(seed):
+    """Random ons, offs (immediate and scheduled, some in the past), cancels, all-offs, gain
+    moves and a tiny queue that overflows: no exception, the output never passes the
+    ceiling, and all-notes-off always ends in silence with nothing held."""
+    rng = np.random.default_rng(seed)
+    synth = Synth(voices=6, queue_size=8, block_frames=128)
+    limit = 32767 * 10 ** (-6 / 20)
+    for block in range(600):
+        for _ in range(int(rng.integers(0, 6)) if rng.random() < 0.9 else 20):   # some bursts
+            pitch, tag = int(rng.integers(20, 110)), int(rng.integers(0, 2))
+            r = rng.random()
+            at = None if rng.random() < 0.6 else synth.frame + int(rng.integers(-300, 600))
+            if r < 0.45:
+                synth.note_on(pitch, int(rng.integers(1, 128)), tag, at_frame=at)
+            elif r < 0.9:
+                synth.note_off(pitch, tag, at_frame=at)
+            elif r < 0.95:
+                synth.cancel(tag)
+            elif r < 0.97:
+                synth.all_notes_off()
+            else:
+                synth.set_gain(float(rng.random()))
+        y = synth.render()
+        assert np.max(np.abs(y.astype(np.int32))) <= limit
+    render_frames(synth, 1024)                       # every scheduled command is due now
+    if seed % 2:
+        synth.all_notes_off()
+    else:                                            # 176 note-offs into an 8-slot queue
+        for tag in (PLAYER, AI):
+            for pitch in range(21, 109):
+                synth.note_off(pitch, tag)
+    render_frames(synth, SR)
+    assert synth.sounding() == set() and synth.is_silent()
+    assert not np.any(render_frames(synth, 512))
+    assert synth.stats["dropped_commands"] + synth.stats["flagged_releases"] > 0, "queue overflowed"
+
+
 def test_commands_from_another_thread_leave_nothing_stuck():
     import threading
     synth = Synth(voices=8, queue_size=64)

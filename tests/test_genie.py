@@ -242,3 +242,12 @@ def test_stepping_equals_the_whole_sequence_in_training_code():
                          timeout=300, cwd=ROOT)
     assert res.returncode == 0, res.stdout[-1000:] + res.stderr[-3000:]
     assert "maxdiff" in res.stdout
+
+
+def test_nan_or_negative_temperature_falls_back_to_the_most_likely_key():
+    seq = [(1, 0.0), (3, 0.2), (6, 0.4), (2, 0.9)]
+    ref = GenieDecoder(MODEL)
+    want = [ref.press(b, t, 0.0) for b, t in seq]
+    for temperature in (float("nan"), -1.0):
+        dec = GenieDecoder(MODEL, rng=np.random.default_rng(3))
+        assert [dec.press(b, t, temperature) for b, t in seq] == want

@@ -133,20 +133,23 @@ class GenieDecoder:
         means all 88 keys. Pitches off the keyboard are ignored; if none is left, all 88.
         """
         logits = self.logits(button, time)
-        mask = self._mask(allowed)
-        if temperature <= 0.0:
+        masks = self._mask(allowed)
+        mask = blocked = None
+        if masks is not None:
+            mask, blocked = masks
+        if not temperature > 0.0:  # 0, negative or NaN: the most likely key
             if mask is None:
                 key = int(np.argmax(logits))
             else:
                 p = self._probs
                 np.copyto(p, logits)
-                p[~mask] = -np.inf
+                p[blocked] = -np.inf
                 key = int(np.argmax(p))
         else:
             p = self._probs
             np.multiply(logits, 1.0 / float(temperature), out=p)
             if mask is not None:
-                p[~mask] = -np.inf
+                p[blocked] = -np.inf
             p -= p.max()
             np.exp(p, out=p)
             np.cumsum(p, out=p)
@@ -157,7 +160,8 @@ class GenieDecoder:
         self._prev_class = key + 1
         return enc.key_to_pitch(key)
 
-    def _mask(self, allowed: Sequence[int] | None) -> np.ndarray | None:
+    def _mask(self, allowed: Sequence[int] | None) -> tuple[np.ndarray, np.ndarray] | None:
+        """(allowed, blocked) boolean key masks, cached per distinct ``allowed``."""
         if allowed is None:
             return None
         if isinstance(allowed, range):
@@ -170,8 +174,8 @@ class GenieDecoder:
             for pitch in allowed:
                 if enc.PIANO_LOWEST <= int(pitch) <= enc.PIANO_HIGHEST:
                     mask[int(pitch) - enc.PIANO_LOWEST] = True
-            if not mask.any():
-                mask = None  # empty or off-keyboard list: all 88 keys
+            # empty or off-keyboard list: all 88 keys
+            mask = (mask, ~mask) if mask.any() else None
             if len(self._mask_cache) > 64:
                 self._mask_cache.clear()
             self._mask_cache[cache_key] = mask

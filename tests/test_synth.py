@@ -204,7 +204,7 @@ def test_note_on_and_note_off_do_not_click():
     synth.note_on(pitch, 127)
     synth.note_off(pitch, at_frame=off_frame)
     y = _mono(render_frames(synth, SR))
-    assert np.array_equal(y[:off_frame], ref[:off_frame])          # same note up to the off
+    assert np.max(np.abs(y[:off_frame] - ref[:off_frame])) <= 2   # same note up to the off
     onset = max_step(y[:int(0.01 * SR)])
     release = max_step(y[off_frame - 1:])
     assert onset <= threshold, f"note-on step {onset} > {threshold}"

@@ -86,7 +86,7 @@ class Synth:
         self._started_count = 0
         # ---- render buffers (allocated once) ----
         rows = 2 * self.n_voices
-        mix_channels = vb.pan.shape[0]
+        mix_channels = vb.amp_pan.shape[0]
         self._mask = self.bank.size - 1
         self._next = np.zeros((2, self.n_voices))             # envelope state at segment end
         self._next_level = self._next[0]
@@ -94,15 +94,17 @@ class Synth:
         self._decay = np.zeros((2, self.n_voices))
         self._crossed = np.zeros(self.n_voices, dtype=bool)
         self._crossed_below = np.zeros(self.n_voices, dtype=bool)
-        self._gd = np.zeros((2, rows), dtype=np.float32)     # [gain at start, gain slope]
-        self._g1 = np.zeros(rows, dtype=np.float32)          # gain at segment end
-        self._g1_body = self._g1[0::2]
-        self._g1_bright = self._g1[1::2]
-        # G^T: for each row, [gain, slope] for each channel: (rows, 2 * mix_channels)
-        self._g_t = np.zeros((rows, mix_channels, 2), dtype=np.float32)
-        self._g_t2 = self._g_t.reshape(rows, 2 * mix_channels)
-        self._pan_products = [(self._g_t[:, c, j], vb.pan[c], self._gd[j])
-                              for c in range(mix_channels) for j in range(2)]
+        # envelope per row: the level (body rows), level x brightness (bright rows)
+        self._row_env = np.zeros(rows)
+        self._row_env_body = self._row_env[0::2]
+        self._row_env_bright = self._row_env[1::2]
+        # per channel and row: [gain at the segment's start, gain slope per frame]; its
+        # transpose (rows, 2 * channels) is the right-hand side of the mixing matmul
+        self._w = np.zeros((mix_channels, 2, rows), dtype=np.float32)
+        self._w_gain = self._w[:, 0]
+        self._w_slope = self._w[:, 1]
+        self._w_t = self._w.reshape(2 * mix_channels, rows).T
+        self._g1 = np.zeros((mix_channels, rows), dtype=np.float32)   # gain at segment end
         self._phase_step = np.zeros(rows)
         self._ramp2 = np.vstack([np.arange(F), np.ones(F)]).T.astype(np.float32).copy()
         self._t = np.repeat(np.arange(1, F + 1, dtype=np.float32)[:, None], mix_channels, axis=1)
@@ -375,13 +377,12 @@ class Synth:
             for v in np.flatnonzero(self._crossed):
                 if vb.stage_ends(int(v), level):
                     starts.append(int(v))
-        # 2. gains per row: at the segment's start and slope per frame, times the pan
-        np.multiply(vb.amp, level, out=self._g1_body)
-        np.multiply(self._g1_body, self._next_bright, out=self._g1_bright)
-        np.subtract(self._g1, self._gd[0], out=self._gd[1])
-        np.multiply(self._gd[1], 1.0 / n, out=self._gd[1])
-        for g_view, pan_row, gd_row in self._pan_products:
-            np.multiply(pan_row, gd_row, out=g_view)
+        # 2. gains per channel and row at the segment's end, and the slope from its start
+        np.copyto(self._row_env_body, level)
+        np.multiply(level, self._next_bright, out=self._row_env_bright)
+        np.multiply(vb.amp_pan, self._row_env, out=self._g1, casting="same_kind")
+        np.subtract(self._g1, self._w_gain, out=self._w_slope)
+        np.multiply(self._w_slope, 1.0 / n, out=self._w_slope)
         # 3. oscillators, laid out (frames, rows) and always all rows: every operand then
         #    has the same shape and layout, so numpy never allocates an iteration buffer
         #    (broadcasting a per-row vector would), and the cost does not depend on how many
@@ -402,14 +403,17 @@ class Synth:
         np.add(x, pairs[:, :, 0], out=x)
         # 4. mix: x @ [gain, slope per channel] sums the rows in one BLAS call; then
         #    mix = gain part + frame number * slope part
-        np.matmul(x, self._g_t2, out=y)
+        np.matmul(x, self._w_t, out=y)
         np.multiply(y[:, 1::2], self._t[:n], out=mix)
         np.add(mix, y[:, 0::2], out=mix)
         # advance to the segment's end
         np.copyto(vb.state, nxt)
-        np.copyto(self._gd[0], self._g1)
-        np.multiply(vb.inc, float(n), out=self._phase_step)
-        np.add(vb.phase, self._phase_step, out=vb.phase)
+        np.copyto(self._w_gain, self._g1)
+        if n == self.block_frames:
+            np.add(vb.phase, vb.inc_block, out=vb.phase)
+        else:
+            np.multiply(vb.inc, float(n), out=self._phase_step)
+            np.add(vb.phase, self._phase_step, out=vb.phase)
         np.remainder(vb.phase, float(self.bank.size), out=vb.phase)
         np.copyto(vb.inc_phase_t[1], vb.phase, casting="same_kind")
         if starts:

@@ -79,16 +79,18 @@ class OutputStage:
             if self.limiter_gain > 0.9999:
                 self.limiter_gain = 1.0
         start, end = old_gain * old_limit, self.gain * self.limiter_gain
+        clip = raw_peak * max(start, end) > KNEE
+        if not clip:                   # the usual case: gain and int16 scale in one ramp
+            start, end = start * self._int_scale, end * self._int_scale
         if start == end:
-            if start != 1.0:
-                np.multiply(mix, start, out=mix)
+            np.multiply(mix, start, out=mix)
         else:
             np.multiply(self._ramp, end - start, out=self._gain_ramp)
             np.add(self._gain_ramp, start, out=self._gain_ramp)
             np.multiply(mix, self._gain_ramp, out=mix)
-        if raw_peak * max(start, end) > KNEE:
+        if clip:
             self._soft_clip(mix)
-        np.multiply(mix, self._int_scale, out=mix)
+            np.multiply(mix, self._int_scale, out=mix)
         np.rint(mix, out=mix)
         if self.channels <= 2:
             np.copyto(out, mix, casting="unsafe")

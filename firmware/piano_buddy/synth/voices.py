@@ -62,7 +62,10 @@ class VoiceBank:
         # the same, repeated for every frame of a block (same-shape operands: no buffering)
         self.offset_frames = np.zeros((block_frames, 2 * n), dtype=np.intp)
         self.inc_phase_t = np.zeros((2, 2 * n), dtype=np.float32)  # [inc; phase] for the matmul
-        self.pan = np.zeros((channels if channels == 1 else 2, 2 * n), dtype=np.float32)
+        # per channel and row: amplitude (velocity, loudness) times the pan gain
+        self.amp_pan = np.zeros((1 if channels == 1 else 2, 2 * n))
+        self.inc_block = np.zeros(2 * n)                 # inc * block_frames: one block's step
+        self._block_frames = block_frames
         # a note waiting for its voice to finish fading (stolen or re-struck voice)
         self.pending = np.zeros(n, dtype=bool)
         self.pending_note = [None] * n                   # (pitch, velocity, tag, stamp)
@@ -117,7 +120,9 @@ class VoiceBank:
         self.inc_phase_t[0, body] = self.inc[body]
         self.inc_phase_t[0, bright_row] = self.inc[bright_row]
         self.inc_phase_t[1, body] = self.inc_phase_t[1, bright_row] = 0.0
-        self.pan[:, body] = self.pan[:, bright_row] = self._pan[:, i]
+        self.inc_block[body] = self.inc[body] * self._block_frames
+        self.inc_block[bright_row] = self.inc[bright_row] * self._block_frames
+        self.amp_pan[:, body] = self.amp_pan[:, bright_row] = self.amp[v] * self._pan[:, i]
         self.highest_active = max(self.highest_active, v + 1)
 
     def release(self, v: int) -> None:

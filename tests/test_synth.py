@@ -239,6 +239,22 @@ def test_voice_steal_and_retrigger_fade_instead_of_cutting(same_pitch):
     assert at < new_start <= at + int(0.01 * SR), "the new note starts within 10 ms"
 
 
+def test_a_key_pressed_again_during_its_release_starts_at_once():
+    synth = Synth(voices=4)
+    synth.note_on(60, 100, stamp=1.0)
+    render_frames(synth, 4800)
+    synth.note_off(60)
+    synth.render()
+    synth.note_on(60, 100, stamp=2.0)
+    frame = synth.frame
+    synth.render()
+    assert (2.0, frame) in synth.started(), "no fade-and-wait for a key that was already up"
+    assert synth.sounding() == {(60, PLAYER)} and synth.stats["retriggers"] == 0
+    synth.note_off(60)
+    render_frames(synth, SR)
+    assert synth.is_silent()
+
+
 def test_volume_knob_glides_without_zipper_noise():
     synth = Synth(voices=1)
     synth.note_on(48, 127)

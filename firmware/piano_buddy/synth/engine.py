@@ -11,12 +11,15 @@ the frames of scheduled commands (``at_frame``) so the AI's notes start on their
 sample, and each piece ("segment") is rendered by ``_render_segment``:
 
 1. envelopes: level and brightness of every voice at the segment's end (one formula);
-2. gains: per oscillator row at the segment's start and its slope, times the pan, as a
-   small matrix G (channels x 2, rows);
-3. oscillators: table phase for every row and frame from one matmul, then one gather of
-   interleaved (sample, slope) pairs and linear interpolation;
-4. mix: ``G @ X`` sums all rows with their gains and gain slopes in one BLAS call, so the
+2. gains: for each channel and oscillator row, the gain at the segment's start and its
+   slope per frame (amplitude x pan x envelope), a small matrix W;
+3. oscillators: table phase for every frame and row from one matmul, then one gather of
+   interleaved (sample, slope) pairs and linear interpolation, always over all rows, so
+   every operand has the same shape (numpy then allocates no iteration buffer) and the
+   cost is the same whether one key or sixteen are down;
+4. mix: ``X @ W^T`` sums all rows with their gains and gain slopes in one BLAS call, so the
    per-sample gain ramp costs two vector operations on the mix instead of one per row.
+The limiter, the volume knob and the int16 conversion follow (``limiter.OutputStage``).
 """
 
 from __future__ import annotations
@@ -285,7 +288,10 @@ class Synth:
             note = (pitch, velocity, tag, cmd[STAMP])
             self.stats["note_ons"] += 1
             v = vb.find(pitch, tag, (ATTACK, HELD, RELEASE))
-            if v >= 0:                                 # re-struck: fade, then strike again
+            if v >= 0 and (vb.stage[v] != RELEASE or not np.any(vb.stage == IDLE)):
+                # re-struck while held (or no free voice): fade it, then strike again. A key
+                # re-pressed during its release tail takes a free voice instead, at once, so
+                # a child hammering one button hears every press without delay.
                 self.stats["retriggers"] += 1
                 vb.fade(v, note)
                 return

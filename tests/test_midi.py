@@ -402,6 +402,43 @@ def test_jack_server_restart_is_survived(jack_server):
     assert_clean(posted.events)
 
 
+@pytest.mark.jack
+def test_callback_mode_as_used_with_alsa(jack_server_factory):
+    """The Pi's path: rtmidi calls our callback from its own thread. With JACK that thread is
+    the process thread, so this runs on a server with long periods (170 ms) to keep the
+    GIL wait inside one cycle; the sanitizing code is the same as in poll mode."""
+    import mido
+    jack_server_factory(period=8192)
+    posted = Posted()
+    mi = MidiInput(posted, poll_seconds=POLL, backend=JACK, read_mode="callback")
+    assert not mi.polling
+    kb = jack_backend().open_output("keys", virtual=True, client_name="Test Keyboard")
+    try:
+        mi.start()
+        plugged(posted)
+        time.sleep(0.4)                      # two long cycles for the connection
+        for msg in [mido.Message("note_on", note=60, velocity=100),
+                    mido.Message("note_on", note=10, velocity=100),         # off the piano
+                    mido.Message("note_on", note=60, velocity=0)]:
+            kb.send(msg)
+        posted.wait_for(lambda ev: posted.count(Kind.KEY_OFF) == 1)
+    finally:
+        kb.close()
+        mi.close()
+    assert posted.keys() == [("key_on", 60, 100), ("key_off", 60, 0)]
+    assert mi.stats["out_of_range"] == 1
+
+
+def test_bad_settings_fail_at_construction():
+    from piano_buddy.errors import ConfigError
+    with pytest.raises(ConfigError, match="unknown rtmidi API 'NOPE'"):
+        MidiInput(lambda e: None, backend="mido.backends.rtmidi/NOPE")
+    with pytest.raises(ConfigError, match="read_mode"):
+        MidiInput(lambda e: None, backend=JACK, read_mode="sometimes")
+    with pytest.raises(ConfigError, match="poll_seconds"):
+        MidiInput(lambda e: None, backend=JACK, poll_seconds=0)
+
+
 def test_without_any_midi_system_input_and_output_carry_on(monkeypatch, caplog):
     """No server at all (JACK absent, no ALSA sequencer here): warnings, no exception."""
     monkeypatch.setenv("JACK_DEFAULT_SERVER", "pb-no-such-server")

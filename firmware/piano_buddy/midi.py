@@ -229,7 +229,7 @@ class MidiInput:
         self._poll = float(poll_seconds)
         self._clock = clock
         self._backend = backend
-        self._api = None
+        self._api = rtmidi_api(backend)          # a bad backend name fails here, not later
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None

@@ -102,4 +102,4 @@ test -e "$ROOT/var/lib/piano-buddy/recordings/pi-check.mid"
 test ! -e "$ROOT/opt/piano-buddy"
 rm -f "$ROOT/var/lib/piano-buddy/recordings/pi-check.mid"
 
-step "pi-check passed"
+step "pi-check passed (total $(( $(date +%s) - T0 )) s)"

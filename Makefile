@@ -62,13 +62,25 @@ $(TFLR_VENV)/.stamp: pyproject.toml
 
 tflr-venv: $(TFLR_VENV)/.stamp
 
+# ai-edge-litert on Python 3.13 (Raspberry Pi OS Trixie), when this machine has a python3.13.
+PY313_VENV ?= .venv-py313
+$(PY313_VENV)/.stamp: pyproject.toml
+	@if command -v python3.13 >/dev/null; then \
+	  python3.13 -m venv $(PY313_VENV) && \
+	  $(PY313_VENV)/bin/pip install -q 'ai-edge-litert>=2.0' numpy && \
+	  $(PY313_VENV)/bin/pip install -q --no-deps -e . && touch $@; \
+	else echo "no python3.13 here: ai-edge-litert is tested on $$($(PYTHON) --version) only"; \
+	  mkdir -p $(PY313_VENV); touch $@; fi
+
+py313-venv: $(PY313_VENV)/.stamp
+
 run: venv  ## play the box (desktop simulator without GPIO; a demo without a terminal)
 	$(PY) -m piano_buddy run
 
 demo: venv  ## the scripted demo: writes out/duet.wav, out/duet.mid, out/duet.png
 	$(PY) -m piano_buddy demo --out out
 
-test: venv tflr-venv  ## install what the tests need and run them all
+test: venv tflr-venv py313-venv train-venv  ## install what the tests need and run them all
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 bench: venv  ## measure every timing target; prints a table, writes out/bench.json

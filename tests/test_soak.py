@@ -1,0 +1,17 @@
+"""A short soak in CI: the whole firmware under museum traffic, JACK-paced (see bench/soak.py;
+`make soak MINUTES=480` is the 8-hour run)."""
+
+import pytest
+
+from tests.audio_rig import jack_missing_reason
+
+
+@pytest.mark.slow
+def test_short_soak_keeps_every_promise():
+    reason = jack_missing_reason()
+    if reason:
+        pytest.skip(reason)
+    from bench import soak
+    result = soak.run(minutes=1.0, seed=1)
+    assert result["cycles"] >= 2
+    assert not result["failures"], result["failures"]

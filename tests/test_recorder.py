@@ -383,3 +383,31 @@ def test_errno_reasons_are_plain_words():
     assert _reason(OSError(errno.ENOSPC, "No space")) == "the disk is full (ENOSPC)"
     assert _reason(OSError(errno.EROFS, "ro")) == "the file system is read-only (EROFS)"
     assert _reason(OSError(errno.EACCES, "x")) == "permission denied (EACCES)"
+
+
+def test_encoding_matches_mido_and_the_midi_standard(tmp_path):
+    """Our byte writer against mido's: the same messages, times and header."""
+    rng = random.Random(5)
+    notes = duet(rng, 500)
+    notes.append((70, 64, notes[-1][3] + 3600.0, notes[-1][3] + 3601.0, True))  # long gap
+    rec = recorder(tmp_path, player_channel=4, ai_channel=15, ticks_per_beat=960, tempo_bpm=90)
+    data = rec.encode(notes)
+    rec.close()
+    path = tmp_path / "x.mid"
+    path.write_bytes(data)
+    mid = mido.MidiFile(path)
+    assert (mid.type, mid.ticks_per_beat, len(mid.tracks)) == (1, 960, 3)
+    assert mid.tracks[0][1] == mido.MetaMessage("set_tempo", tempo=mido.bpm2tempo(90))
+    again = tmp_path / "again.mid"
+    mid.save(again)                                  # mido writes back the same bytes
+    assert again.read_bytes() == data
+    assert max(m.time for m in mid.tracks[2]) > 0x1FFFFF     # a 4-byte delta time
+    assert abs(mid.length - (max(n[3] for n in notes) - notes[0][2])) < 1 / 1440 + 1e-9
+
+
+def test_variable_length_quantities_from_the_standard():
+    from piano_buddy.recorder import _varlen
+    table = {0: "00", 0x40: "40", 0x7F: "7f", 0x80: "8100", 0x2000: "c000", 0x3FFF: "ff7f",
+             0x4000: "818000", 0x1FFFFF: "ffff7f", 0x200000: "81808000",
+             0x0FFFFFFF: "ffffff7f"}
+    assert {v: _varlen(v).hex() for v in table} == table

@@ -11,8 +11,9 @@ vanishes is opened or dropped within ``poll_seconds``) and turns their bytes int
   closes; the same for a pedal held down;
 * notes outside the piano (21-108) are DROPPED, not clamped: clamping would fold several keys
   onto one pitch and break the pairing above;
-* note-off without note-on, a repeated note-on, sysex, clock and every other message are
-  ignored and counted in ``stats`` (logged by the watcher, at most once per poll);
+* note-off without note-on, a repeated note-on, sysex, pitch bend, other controllers and
+  every other message are ignored and counted in ``stats`` (the watcher logs what grew, at
+  most once a minute);
 * velocity-0 note-on is a note-off; running status works across rtmidi messages (mido's
   Tokenizer drops running-status data, so this module parses bytes itself);
 * new notes and pedal presses go through a token bucket (``burst``, ``rate``): a flood is
@@ -61,6 +62,7 @@ IGNORED_COUNTERS = ("out_of_range", "note_off_without_on", "repeated_note_on", "
                     "other_messages", "stray_bytes", "truncated", "rate_limited",
                     "post_failed", "callback_errors")
 
+REPORT_EVERY = 60.0            # seconds between log lines about ignored input (first: at once)
 READ_INTERVAL = 0.002          # seconds between drains of rtmidi's queue (JACK only)
 QUEUE_SIZE = 4096              # rtmidi's per-port queue between its thread and ours
 
@@ -246,6 +248,7 @@ class MidiInput:
         self._retry_after: dict[str, float] = {}    # port name -> monotonic time
         self._unavailable_logged = False
         self._logged: dict[str, int] = {}
+        self._last_report = float("-inf")
         self.stats: dict[str, int] = dict.fromkeys(
             ("messages", "key_on", "key_off", "pedal", "devices_opened", "devices_closed",
              "open_failed") + IGNORED_COUNTERS, 0)
@@ -413,9 +416,13 @@ class MidiInput:
         log.info("MIDI keyboard %s: %s", why, device.name)
 
     def _log_ignored(self) -> None:
+        now = time.monotonic()
+        if now - self._last_report < REPORT_EVERY:
+            return
         changed = {k: self.stats[k] - self._logged.get(k, 0) for k in IGNORED_COUNTERS
                    if self.stats[k] != self._logged.get(k, 0)}
         if changed:
+            self._last_report = now
             self._logged.update({k: self.stats[k] for k in changed})
             log.info("MIDI input ignored since last report: %s",
                      ", ".join(f"{k} {v}" for k, v in changed.items()))

@@ -64,9 +64,11 @@ tflr-venv: $(TFLR_VENV)/.stamp
 
 # ai-edge-litert on Python 3.13 (Raspberry Pi OS Trixie), when this machine has a python3.13.
 PY313_VENV ?= .venv-py313
+PYTHON313 ?= $(firstword $(foreach p,python3.13 $(wildcard $(HOME)/.pyenv/versions/3.13*/bin/python3.13),\
+               $(shell $(p) -c 'import sys; print("$(p)")' 2>/dev/null)))
 $(PY313_VENV)/.stamp: pyproject.toml
-	@if command -v python3.13 >/dev/null; then \
-	  python3.13 -m venv $(PY313_VENV) && \
+	@if [ -n "$(PYTHON313)" ]; then \
+	  $(PYTHON313) -m venv $(PY313_VENV) && \
 	  $(PY313_VENV)/bin/pip install -q 'ai-edge-litert>=2.0' numpy && \
 	  $(PY313_VENV)/bin/pip install -q --no-deps -e . && touch $@; \
 	else echo "no python3.13 here: ai-edge-litert is tested on $$($(PYTHON) --version) only"; \

@@ -205,7 +205,9 @@ def main(argv=None) -> int:
     ap.add_argument("--limit", type=int, default=None, help="tunes per collection (smoke)")
     ap.add_argument("--workers", type=int, default=None)
     args = ap.parse_args(argv)
-    data = load_melodies(args.limit, args.workers)
+    # run as __main__, Melody would pickle as __main__.Melody: go through the package name
+    from models_tflite.training import melody_data
+    data = melody_data.load_melodies(args.limit, args.workers)
     print(summary(data))
     return 0
 

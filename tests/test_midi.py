@@ -348,15 +348,15 @@ def test_fuzzed_input_never_crashes_and_leaves_nothing_held(midi_in, caplog):
 
 @pytest.mark.jack
 def test_a_full_conductor_queue_does_not_leave_a_held_note(jack_server):
-    """post() that raises (queue.Full) for a KEY_ON: the key is not held, its note-off is
-    ignored, and the input carries on."""
+    """post() raising queue.Full: a refused KEY_ON is not held (its note-off is ignored); a
+    refused KEY_OFF is posted again, with its own time, once the queue takes it."""
     import queue
     accepted = Posted()
-    fail_next = threading.Event()
+    refuse = {"kind": None}
 
     def post(event):
-        if fail_next.is_set() and event.kind is Kind.KEY_ON:
-            fail_next.clear()
+        if event.kind is refuse["kind"]:
+            refuse["kind"] = None
             raise queue.Full
         accepted(event)
 
@@ -364,16 +364,23 @@ def test_a_full_conductor_queue_does_not_leave_a_held_note(jack_server):
     kb = raw_keyboard()
     try:
         plugged(accepted)
-        fail_next.set()
+        refuse["kind"] = Kind.KEY_ON
         for message in ([0x90, 60, 100], [0x80, 60, 0], [0x90, 62, 100]):
             kb.send_message(message)
         accepted.wait_for(lambda ev: accepted.count(Kind.KEY_ON) == 1)
+        refuse["kind"] = Kind.KEY_OFF
+        sent = time.monotonic()
+        kb.send_message([0x80, 62, 0])
+        accepted.wait_for(lambda ev: accepted.count(Kind.KEY_OFF) == 1)   # the watcher's retry
+        off = accepted.events[-1]
+        assert off.kind is Kind.KEY_OFF and off.source == 62 and off.time < sent + 0.05
     finally:
         close_raw(kb)
         accepted.wait_for(disconnected(accepted), timeout=3)
         mi.close()
     assert accepted.keys() == [("key_on", 62, 100), ("key_off", 62, 0)]
-    assert mi.stats["post_failed"] == 1 and mi.stats["note_off_without_on"] == 1
+    assert mi.stats["post_failed"] == 2 and mi.stats["note_off_without_on"] == 1
+    assert_clean(accepted.events)
 
 
 @pytest.mark.jack

@@ -16,6 +16,8 @@ vanishes is opened or dropped within ``poll_seconds``) and turns their bytes int
   most once a minute);
 * velocity-0 note-on is a note-off; running status works across rtmidi messages (mido's
   Tokenizer drops running-status data, so this module parses bytes itself);
+* a KEY_OFF or pedal release that ``post()`` refuses (the conductor's queue is full) is kept
+  and posted again with its original time at the next message or watcher pass;
 * new notes and pedal presses go through a token bucket (``burst``, ``rate``): a flood is
   cut and counted, while note-offs always pass (they can only end what was posted).
 
@@ -243,6 +245,7 @@ class MidiInput:
         self._devices: dict[str, _Device] = {}
         self._holders: dict[int, set[int]] = {}     # pitch -> ids of devices holding it
         self._pedals_down = 0
+        self._unsent: list[InputEvent] = []           # releases post() refused; sent later
         self._next_id = 0
         self._bucket = _TokenBucket(rate, burst)
         self._retry_after: dict[str, float] = {}    # port name -> monotonic time
@@ -280,6 +283,12 @@ class MidiInput:
                 thread.join(timeout=self._poll + 10.0)
         for device in list(self._devices.values()):
             self._drop(device, "input closed")
+        with self._lock:
+            self._send_unsent()
+            if self._unsent:
+                log.warning("MIDI input closed with %d releases the conductor never took",
+                            len(self._unsent))
+                self._unsent.clear()
         probe, self._probe = self._probe, None
         if probe is not None:
             _quietly(probe.delete)
@@ -359,6 +368,8 @@ class MidiInput:
                     log.warning("%s", exc)
                     self._unavailable_logged = True
                 delay = min(self._poll * 5, 30.0)
+            with self._lock:
+                self._send_unsent()
             self._log_ignored()
 
     def _wanted(self, name: str) -> bool:
@@ -452,6 +463,8 @@ class MidiInput:
         try:
             message = event[0]
             with self._lock:
+                if self._unsent:
+                    self._send_unsent()
                 if device.closed:
                     return
                 self.stats["messages"] += 1
@@ -527,12 +540,23 @@ class MidiInput:
             self._pedal(device, False, 0, now)
 
     def _post(self, kind: Kind, source: int, now: float, velocity: int) -> bool:
+        event = InputEvent(kind, source, now, velocity)
         try:
-            self._post_fn(InputEvent(kind, source, now, velocity))
+            self._post_fn(event)
             return True
         except Exception:
             self.stats["post_failed"] += 1
+            if kind is Kind.KEY_OFF or (kind is Kind.PEDAL and velocity < 64):
+                self._unsent.append(event)      # a release must arrive: never a stuck note
             return False
+
+    def _send_unsent(self) -> None:
+        while self._unsent:
+            try:
+                self._post_fn(self._unsent[0])
+            except Exception:
+                return
+            self._unsent.pop(0)
 
 
 class MidiOutput:

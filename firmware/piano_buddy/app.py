@@ -136,7 +136,9 @@ class Box:
                 r = cfg.recording
                 self.recorder = SessionRecorder(Path(r.folder),
                                                 max_bytes=int(r.max_mb * 1_000_000),
-                                                idle_seconds=r.idle_seconds, clock=self.clock)
+                                                idle_seconds=r.idle_seconds, clock=self.clock,
+                                                player_channel=cfg.midi.player_channel - 1,
+                                                ai_channel=cfg.midi.ai_channel - 1)
                 lines.append(f"record:   {r.folder} (cap {r.max_mb:g} MB)")
             except Exception as exc:
                 self.recorder = None

@@ -278,17 +278,20 @@ def run(smoke: bool = False, steps: int | None = None, out_dir: Path | None = No
     from . import markov, melody_data
     keras.utils.set_random_seed(1234)
     rng = np.random.default_rng(1234)
-    work = common.BUILD_DIR / "melody" / ("smoke" if smoke else "full")
+    exclude = sorted(c for c in os.environ.get("MELODY_EXCLUDE", "").split(",") if c)
+    tag = ("smoke" if smoke else "full") + "".join(f"-no-{c}" for c in exclude)
+    work = common.BUILD_DIR / "melody" / tag
     work.mkdir(parents=True, exist_ok=True)
-    out_dir = Path(out_dir) if out_dir else (work if smoke else common.MODELS_DIR)
-    ref_dir = work if smoke else common.MODELS_DIR / "training"
+    # only a full run with the default data and output replaces the committed files
+    committed = not smoke and not exclude and out_dir is None
+    out_dir = Path(out_dir) if out_dir else (common.MODELS_DIR if committed else work)
+    ref_dir = common.MODELS_DIR / "training" if committed else out_dir
     if steps is None:
         steps = int(os.environ.get("MELODY_STEPS", 5 if smoke else STEPS))
     batch, window = (8, 32) if smoke else (BATCH, WINDOW)
 
     t0 = time.monotonic()
     data = melody_data.load_melodies(3 if smoke else None)
-    exclude = {c for c in os.environ.get("MELODY_EXCLUDE", "").split(",") if c}
     if exclude:  # e.g. MELODY_EXCLUDE=essenFolksong: non-commercial permission only
         print(f"melody: leaving out {', '.join(sorted(exclude))}", flush=True)
     splits = melody_data.by_split([m for m in data["melodies"]

@@ -8,19 +8,17 @@ firmware and the training data can never disagree on what a token means.
 
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from .encoding import (FIRST_PITCH_TOKEN, MELODY_MAX_PITCH, MELODY_MIN_PITCH, NO_EVENT,
                        NOTE_OFF, pitch_to_token, token_to_pitch)
+# One StepNote (pitch, start, end in 16th steps) for the whole firmware: the conductor
+# quantizes the phrase into it, the model answers in it.
+from .phrase import StepNote
 
-
-class StepNote(NamedTuple):
-    """A note on the 16th-note grid: MIDI pitch, first step, step after its last."""
-    pitch: int
-    start: int
-    end: int
+__all__ = ["MelodyModel", "StepNote", "notes_to_events", "events_to_notes", "monophonic"]
 
 
 def monophonic(notes: Sequence[StepNote]) -> list[StepNote]:

@@ -100,8 +100,8 @@ def test_the_ai_answers_through_the_live_threads(jack_server):
             pins[b].drive_low()
             time.sleep(0.1)
             pins[b].drive_high()
+            released = time.monotonic()
             time.sleep(0.05)
-        released = time.monotonic()
         assert wait_for(lambda: box.conductor.turn is Turn.AI, 3.0)
         assert time.monotonic() - released >= box.cfg.turns.pause - 0.02
         assert wait_for(lambda: any(t == 1 for _, t in box.synth.sounding()), 2.0)

@@ -26,11 +26,11 @@ from .config import Config
 from .encoding import NUM_BUTTONS, PIANO_HIGHEST, PIANO_LOWEST, button_for_pitch
 from .events import InputEvent, Kind
 from .phrase import Note, StepNote, plan_reply, unquantize
+from .synth import AI as AI_TAG, PLAYER as PLAYER_TAG
 
 log = logging.getLogger(__name__)
 
-PLAYER_TAG, AI_TAG = 0, 1
-LEVEL_CHECK_SECONDS = 0.5   # how often held buttons are checked against their pin level
+LEVEL_CHECK_SECONDS = 0.2   # how often held buttons are checked against their pin level
 # A safe button-to-key map if the Genie decoder fails mid-show: a C major scale.
 FALLBACK_KEYS = (60, 62, 64, 65, 67, 69, 71, 72)
 
@@ -381,6 +381,8 @@ class Conductor:
         self._pedal = False
         for pitch in list(self._sustained):
             self._release_pitch(pitch, now)
+        self._phrase.clear()            # a panic or a shutdown: no reply follows
+        self._last_activity = None
         self.synth.all_notes_off()
         if self.midi_out is not None:
             self.midi_out.all_notes_off()

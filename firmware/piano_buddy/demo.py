@@ -126,33 +126,14 @@ def _edges(presses, origin):
     return sorted(edges)
 
 
-def write_midi(path: Path, notes, tempo_bpm: float = 120.0, player_channel: int = 0,
-               ai_channel: int = 1) -> None:
-    """A type-1 .mid: one track per part, the player and the AI on their channels."""
-    import mido
+def write_midi(path: Path, notes, cfg: Config) -> None:
+    """The duet as a type-1 .mid, encoded exactly as the session recorder does."""
+    from .recorder import encode_midi
 
-    tpb = 480
-    mid = mido.MidiFile(type=1, ticks_per_beat=tpb)
-    tempo = mido.bpm2tempo(tempo_bpm)
-    for name, ai, ch in (("Player", False, player_channel), ("AI", True, ai_channel)):
-        track = mido.MidiTrack()
-        track.append(mido.MetaMessage("track_name", name=name, time=0))
-        if not ai:
-            track.append(mido.MetaMessage("set_tempo", tempo=tempo, time=0))
-        msgs = []
-        for pitch, vel, start, end, is_ai in notes:
-            if is_ai == ai:
-                msgs.append((round(mido.second2tick(start, tpb, tempo)), 1, pitch, vel))
-                msgs.append((round(mido.second2tick(end, tpb, tempo)), 0, pitch, 0))
-        last = 0
-        for tick, on, pitch, vel in sorted(msgs):
-            kind = "note_on" if on else "note_off"
-            track.append(mido.Message(kind, note=pitch, velocity=vel, channel=ch,
-                                      time=tick - last))
-            last = tick
-        mid.tracks.append(track)
+    data = encode_midi(notes, player_channel=cfg.midi.player_channel - 1,
+                       ai_channel=cfg.midi.ai_channel - 1)
     tmp = path.with_suffix(".tmp")
-    mid.save(str(tmp))
+    tmp.write_bytes(data)
     tmp.replace(path)
 
 
@@ -199,7 +180,7 @@ def run_demo(cfg: Config, out_dir: Path, seed: int = 7, play: bool = True) -> in
     sr = cfg.audio.sample_rate
     wav, mid, png = out_dir / "duet.wav", out_dir / "duet.mid", out_dir / "duet.png"
     write_wav(wav, samples, sr)
-    write_midi(mid, notes.notes)
+    write_midi(mid, notes.notes, cfg)
     roll = write_piano_roll(png, notes.notes)
     n_player = sum(1 for n in notes.notes if not n[4])
     n_ai = len(notes.notes) - n_player

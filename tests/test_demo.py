@@ -1,0 +1,37 @@
+"""`make run` without a terminal plays the built-in demo and writes the duet files."""
+
+import subprocess
+import sys
+import wave
+
+import mido
+import numpy as np
+
+
+def test_run_without_a_terminal_plays_the_demo_and_writes_the_duet(tmp_path, alsa_capture):
+    r = subprocess.run([sys.executable, "-m", "piano_buddy", "run"], cwd=tmp_path,
+                       stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300,
+                       env=alsa_capture.env())
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = tmp_path / "out"
+    with wave.open(str(out / "duet.wav")) as w:
+        assert (w.getframerate(), w.getnchannels(), w.getsampwidth()) == (48000, 2, 2)
+        audio = np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16).reshape(-1, 2)
+    assert audio.shape[0] > 48000 * 5 and np.abs(audio).max() > 1000
+    mid = mido.MidiFile(out / "duet.mid")
+    tracks = {t.name: [m for m in t if m.type == "note_on" and m.velocity] for t in mid.tracks}
+    assert len(tracks["Player"]) >= 10 and len(tracks["AI"]) >= 4
+    assert {m.channel for m in tracks["Player"]} == {0} and {m.channel for m in tracks["AI"]} == {1}
+    assert (out / "duet.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "player notes" in r.stdout and "AI notes" in r.stdout
+    played = alsa_capture.samples()           # the demo also played through ALSA
+    n = (len(audio) // 128) * 128
+    assert np.array_equal(played[:n], audio[:n])
+
+
+def test_the_demo_is_deterministic(tmp_path):
+    for d in ("a", "b"):
+        subprocess.run([sys.executable, "-m", "piano_buddy", "demo", "--no-play", "--out",
+                        str(tmp_path / d)], check=True, capture_output=True, timeout=300)
+    assert (tmp_path / "a" / "duet.wav").read_bytes() == (tmp_path / "b" / "duet.wav").read_bytes()
+    assert (tmp_path / "a" / "duet.mid").read_bytes() == (tmp_path / "b" / "duet.mid").read_bytes()

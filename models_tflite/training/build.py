@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 import time
 
@@ -27,6 +28,15 @@ def _stage(name: str, t0: float) -> None:
     print(f"\n=== {name} ({(time.monotonic() - t0) / 60:.1f} min so far)", flush=True)
 
 
+def _run_module(module: str, *args: str) -> None:
+    """Run one training stage in its own process: TensorFlow's thread settings and memory
+    are per process, and one stage's TF session must not constrain the next."""
+    cmd = [sys.executable, "-m", f"models_tflite.training.{module}", *args]
+    res = subprocess.run(cmd, cwd=common.ROOT)
+    if res.returncode:
+        raise SystemExit(f"make models: {' '.join(cmd[2:])} failed (exit {res.returncode})")
+
+
 def main(argv=None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -34,25 +44,24 @@ def main(argv=None) -> int:
     ap.add_argument("--only", choices=("melody", "genie"), default=None)
     ap.add_argument("--no-eval", action="store_true")
     args = ap.parse_args(argv)
+    smoke = ["--smoke"] if args.smoke else []
     if args.smoke:
         os.environ["GENIE_SMOKE"] = os.environ["MELODY_SMOKE"] = "1"
     t0 = time.monotonic()
     print(f"make models: build folder {common.BUILD_DIR}", flush=True)
     if args.only in (None, "melody"):
-        from . import melody_data, melody_train
+        from . import melody_data
         _stage("melody data: music21 corpus -> 16th-note events", t0)
         data = melody_data.load_melodies(3 if args.smoke else None)
         print(melody_data.summary(data), flush=True)
         _stage("melody LSTM: Markov baseline, training, export, quantization", t0)
-        melody_train.run(smoke=args.smoke)
+        _run_module("melody_train", *smoke)
     if args.only in (None, "genie"):
-        from . import genie_train
         _stage("Piano Genie: data, autoencoder training, decoder export", t0)
-        genie_train.build(smoke=args.smoke)
+        _run_module("genie_train", *smoke)
     if not args.no_eval and not args.smoke:
-        from . import evaluate
         _stage("evaluation of the written models", t0)
-        evaluate.main(["--only", args.only] if args.only else [])
+        _run_module("evaluate", *(["--only", args.only] if args.only else []))
     _stage("done", t0)
     return 0
 

@@ -110,6 +110,7 @@ def fold_into_range(pitch: int, low: int = MELODY_MIN_PITCH, high: int = MELODY_
 # --- the model -------------------------------------------------------------------------------
 
 MAX_PRIME_STEPS = 512      # longer primers keep their last 512 steps (bounded latency)
+MAX_REPLY_STEPS = 1024     # 64 bars: a bound on the time one reply can take
 EMPTY_PRIMER = (StepNote(60, 0, 4),)  # nothing played: prime on a middle C, not replied
 _RESAMPLES = 2             # tries at the given temperature before forcing a first note
 
@@ -188,13 +189,14 @@ class MelodyModel:
                         temperature: float = 1.0, primer_steps: int | None = None
                         ) -> list[StepNote]:
         """Reply to ``primer`` with ``steps`` 16th steps of melody (steps relative to the
-        primer's end). Never empty, never out of MIDI range, every note inside [0, steps).
+        primer's end). Never empty, never out of MIDI range, every note inside [0, steps);
+        ``steps`` is taken as at least 1 and at most MAX_REPLY_STEPS.
 
         ``primer`` may overlap (made monophonic: a new note cuts the sounding one, highest
         wins on the same step) and lie anywhere in MIDI: it is moved into the model's range
         by octaves and the reply moved back. ``temperature`` <= 0 picks the argmax.
         """
-        steps = max(1, int(steps))
+        steps = min(MAX_REPLY_STEPS, max(1, int(steps)))
         temperature = float(temperature) if temperature == temperature else 1.0
         notes = [StepNote(int(n[0]), int(n[1]), int(n[2])) for n in primer]
         if primer_steps is None:

@@ -92,7 +92,8 @@ def melody_quality(model_path: Path | None, primers: Sequence[tuple[list, int]],
             "replies": len(primers)}
 
 
-def primers_with_continuations(melodies, primer_steps: int = 32, min_notes: int = 6, reply_steps: int = 64):
+def primers_with_continuations(melodies, primer_steps: int = 32, min_notes: int = 6,
+                               reply_steps: int = 64):
     """(primer notes, steps, real continuation notes) from test melodies long enough."""
     from piano_buddy.melody import StepNote
     out = []

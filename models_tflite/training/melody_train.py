@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from piano_buddy.encoding import FIRST_PITCH_TOKEN, MELODY_VOCAB, NO_EVENT
+from piano_buddy.encoding import FIRST_PITCH_TOKEN, MELODY_VOCAB
 
 from . import common
 
@@ -243,7 +243,6 @@ def choose_scheme(results: dict) -> str:
 
 def reference_fixture(model, test_melodies, rng: np.random.Generator) -> dict:
     """Golden vectors (fixed tokens -> float softmax) and test-split primers for the tests."""
-    from piano_buddy.melody import notes_to_events
     eye = np.eye(MELODY_VOCAB, dtype=np.float32)
     long_enough = [m for m in test_melodies if len(m.tokens) >= GOLDEN_STEPS]
     golden = np.asarray(long_enough[0].tokens[:GOLDEN_STEPS], np.int64)
@@ -260,10 +259,10 @@ def reference_fixture(model, test_melodies, rng: np.random.Generator) -> dict:
                 start.append(n.start)
                 end.append(min(n.end, PRIMER_STEPS))
                 piece.append(k)
-    assert notes_to_events  # the primers are notes; the runtime encodes them itself
     return {"golden_tokens": golden.astype(np.int8), "golden_logits": logits.astype(np.float32),
             "golden_probs": probs.astype(np.float32),
-            "primer_pitch": np.asarray(pitch, np.int16), "primer_start": np.asarray(start, np.int16),
+            "primer_pitch": np.asarray(pitch, np.int16),
+            "primer_start": np.asarray(start, np.int16),
             "primer_end": np.asarray(end, np.int16), "primer_piece": np.asarray(piece, np.int16),
             "primer_steps": np.int16(PRIMER_STEPS)}
 

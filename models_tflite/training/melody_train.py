@@ -14,7 +14,8 @@ the scheme is chosen by measured test NLL (the smallest file within 2% of float)
 models_tflite/melody.tflite and models_tflite/training/melody_reference.npz);
 ``--smoke`` (or MELODY_SMOKE=1) trains a few steps on a tiny subset into the build folder.
 ``--steps N`` / MELODY_STEPS overrides the step budget; MELODY_EXCLUDE=essenFolksong (comma
-list) trains without a collection (the Essen encodings are licensed for non-commercial use).
+list) trains without a collection (the Essen encodings are licensed for non-commercial use)
+into the build folder; add ``--out models_tflite`` to replace the committed model and fixture.
 """
 
 from __future__ import annotations
@@ -284,7 +285,8 @@ def run(smoke: bool = False, steps: int | None = None, out_dir: Path | None = No
     # only a full run with the default data and output replaces the committed files
     committed = not smoke and not exclude and out_dir is None
     out_dir = Path(out_dir) if out_dir else (common.MODELS_DIR if committed else work)
-    ref_dir = common.MODELS_DIR / "training" if committed else out_dir
+    into_repo = out_dir.resolve() == common.MODELS_DIR.resolve()  # e.g. --out models_tflite
+    ref_dir = common.MODELS_DIR / "training" if into_repo else out_dir
     if steps is None:
         steps = int(os.environ.get("MELODY_STEPS", 5 if smoke else STEPS))
     batch, window = (8, 32) if smoke else (BATCH, WINDOW)

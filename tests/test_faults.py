@@ -195,3 +195,17 @@ def test_a_broken_model_shows_the_error_pattern_before_the_exit(tmp_path, monkey
     flicker = factory.pin(cfg.panel.turn_led).states
     assert len(flicker) >= 4, "the turn LED flickers (on/off edges in the pin's history)"
     box.close()
+
+
+def test_a_notify_socket_nobody_reads_never_blocks_the_supervisor(tmp_path):
+    """systemd busy (its datagram queue full): pings are dropped, the main thread goes on."""
+    import socket
+    path = str(tmp_path / "notify")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(path)                      # bound, never read
+    notifier = Notifier({"NOTIFY_SOCKET": path})
+    t0 = time.monotonic()
+    results = [notifier.watchdog() for _ in range(500)]
+    assert time.monotonic() - t0 < 2.0
+    assert results[0] and not results[-1]
+    sock.close()

@@ -60,6 +60,9 @@ class Notifier:
             try:
                 if self._sock is None:
                     self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+                    # never block the supervisor: a reader that stopped reading (a full
+                    # datagram queue) costs one lost ping, not a hung main thread
+                    self._sock.setblocking(False)
                 self._sock.sendto(message, self._address)
             except OSError as exc:
                 self.last_error = exc

@@ -65,12 +65,13 @@ if [ "$(id -u)" != 0 ] && [ -z "$ROOT" ]; then
 fi
 
 apt_packages() {
-    # gcc, python3-dev, libasound2-dev: pyalsaaudio builds from source. swig: lgpio has no
-    # wheel for Python >= 3.12 and builds from source (statically, PYPI=1 below).
-    # alsa-utils: aplay -l and speaker-test for the installer's checks.
+    # gcc, python3-dev, libasound2-dev: pyalsaaudio builds from source. For Python >= 3.12
+    # (Trixie) lgpio and python-rtmidi have no aarch64 wheels and build too: lgpio needs swig
+    # (linked statically, PYPI=1 below); python-rtmidi needs g++, and pkg-config to find ALSA
+    # (without it, it builds silently without ALSA MIDI). alsa-utils: aplay -l, speaker-test.
     local pkgs="python3 python3-venv python3-dev gcc libc6-dev libasound2-dev alsa-utils"
     if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info >= (3, 12))'; then
-        pkgs="$pkgs swig"
+        pkgs="$pkgs swig g++ pkg-config"
     fi
     local missing=""
     for p in $pkgs; do

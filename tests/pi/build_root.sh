@@ -14,7 +14,7 @@ ROOT=${1:-build/pi-root}
 SUITE=${PI_SUITE:-bookworm}
 MIRROR=${PI_MIRROR:-http://deb.debian.org/debian}
 # What install.sh would apt-get on a Pi, installed up front so the cached root needs no apt.
-PACKAGES=python3,python3-venv,python3-pip,python3-dev,gcc,libc6-dev,libasound2-dev,alsa-utils,swig,ca-certificates,make
+PACKAGES=python3,python3-venv,python3-pip,python3-dev,gcc,libc6-dev,libasound2-dev,alsa-utils,swig,g++,pkg-config,ca-certificates,make
 
 if [ -f "$ROOT/.pi-root-ready" ]; then
     echo "pi-root: cached at $ROOT"

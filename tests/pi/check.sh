@@ -79,7 +79,9 @@ grep -q "edited by pi-check" "$ROOT/etc/piano-buddy/config.toml"
 test -L "$ROOT/etc/systemd/system/multi-user.target.wants/piano-buddy.service"
 in_root /opt/piano-buddy/venv/bin/piano-buddy --version
 in_root /opt/piano-buddy/venv/bin/python -c \
-    'import alsaaudio, lgpio, gpiozero, mido, numpy, ai_edge_litert; print("imports ok: numpy", numpy.__version__)'
+    'import alsaaudio, lgpio, gpiozero, mido, numpy, ai_edge_litert, rtmidi
+assert rtmidi.API_LINUX_ALSA in rtmidi.get_compiled_api(), "python-rtmidi was built without ALSA"
+print("imports ok: numpy", numpy.__version__, "rtmidi", rtmidi.get_rtmidi_version())'
 
 step "pytest for the tests (not part of the box's install)"
 in_root /opt/piano-buddy/venv/bin/python -m pip install -q pytest

@@ -35,6 +35,7 @@ from typing import Callable, Protocol
 import numpy as np
 
 from .errors import AudioDeviceError
+from .thread_names import name_this_thread
 
 log = logging.getLogger("piano_buddy.audio")
 
@@ -430,6 +431,7 @@ class AudioThread:
 
     # --- the thread ---------------------------------------------------------------------
     def _run(self) -> None:
+        name_this_thread("pb-audio")
         self._try_realtime()
         self._connect(first=True)
         next_retry = time.monotonic() + self.retry_seconds
@@ -461,6 +463,9 @@ class AudioThread:
 
     def _connect(self, first: bool) -> None:
         """Try the real sink; on failure play on into a PacedNullSink (one log line)."""
+        # threads that ALSA plugins start while opening (libjack's client thread) inherit
+        # the opener's OS name: name them apart from the audio thread itself
+        name_this_thread("pb-alsa-plugin")
         try:
             sink = self.open_sink()
             sink.open()
@@ -479,6 +484,8 @@ class AudioThread:
                 self._sink = PacedNullSink(self._rate, self._channels)
                 self.sink_description = self._sink.describe()
             return
+        finally:
+            name_this_thread("pb-audio")
         self._close_sink()
         self._sink = sink
         self.sink_description = sink.describe()

@@ -87,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
             from .terminal import run_simulator
             return run_simulator(cfg, stop)
         from .app import run_service
+        from .thread_names import name_this_thread
+        name_this_thread("pb-supervisor")
         return run_service(cfg, stop)
     except ConfigError as exc:
         print(f"piano-buddy: config error: {exc}", file=sys.stderr)

@@ -27,6 +27,7 @@ from .encoding import NUM_BUTTONS, PIANO_HIGHEST, PIANO_LOWEST, button_for_pitch
 from .events import InputEvent, Kind
 from .phrase import Note, StepNote, plan_reply, unquantize
 from .synth import AI as AI_TAG, PLAYER as PLAYER_TAG
+from .thread_names import name_this_thread
 
 log = logging.getLogger(__name__)
 
@@ -424,6 +425,7 @@ class Conductor:
     MAX_WAIT = 0.05   # the heartbeat's period: the supervisor sees a hung conductor
 
     def run(self) -> None:
+        name_this_thread("pb-conductor")
         while not self._stop.is_set():
             self.heartbeat = time.monotonic()
             self._safely(self._show_faults)

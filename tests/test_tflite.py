@@ -157,3 +157,21 @@ def test_melody_model_runs_in_this_venv():
     reply = MelodyModel(rng=np.random.default_rng(0)).continue_phrase(
         [StepNote(67, 0, 4), StepNote(64, 4, 8)], 16)
     assert reply
+
+
+PY313 = ROOT / ".venv-py313" / "bin" / "python"
+
+
+def test_ai_edge_litert_on_python_3_13_loads_both_models_and_agrees():
+    """Raspberry Pi OS Trixie runs Python 3.13: the same models, the same answers."""
+    if not PY313.exists():
+        pytest.skip(f"{PY313} missing (make py313-venv; needs a python3.13 on this machine)")
+    import sys
+    here = _probe(Path(sys.executable), "ai_edge_litert")
+    there = _probe(PY313, "ai_edge_litert")
+    version = subprocess.run([str(PY313), "-c", "import sys; print(sys.version_info[:2])"],
+                             capture_output=True, text=True).stdout.strip()
+    assert version == "(3, 13)"
+    np.testing.assert_allclose(there["melody_logits"], here["melody_logits"], atol=1e-4)
+    assert there["melody"] == here["melody"]
+    assert there["genie"] == here["genie"]

@@ -9,6 +9,7 @@
 #    unit is only installed and enabled);
 # 3. runs the tests for the models, the synth and the turn logic with the installed package
 #    under aarch64 (PI_TESTS overrides the list; PI_PYTEST_ARGS adds pytest arguments).
+# PI_SUITE=trixie (with another ROOT) checks Python 3.13; PI_CPU picks the emulated core.
 # Prints the time of each step. Mounts are undone on any exit.
 set -euo pipefail
 
@@ -62,12 +63,16 @@ tar -C "$REPO" --exclude=.git --exclude='.venv*' --exclude=build --exclude=out \
     --exclude='*.egg-info' --exclude=__pycache__ --exclude=.pytest_cache -cf - . \
     | tar -C "$ROOT$SRC_IN_ROOT" -xf -
 
+# qemu emulates the Pi's own CPU: Cortex-A72 (Pi 4) by default, PI_CPU=cortex-a76 for a Pi 5.
+# qemu's default "max" CPU offers SVE, which no Pi has; numpy's OpenBLAS then picks SVE
+# kernels that qemu 7.2 gets wrong (garbage matmul results, "divide by zero in matmul").
+PI_CPU=${PI_CPU:-cortex-a72}
 in_root() {
     chroot "$ROOT" /usr/bin/env -i HOME=/root PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-        LANG=C.UTF-8 PIP_DEFAULT_TIMEOUT=120 PIP_DISABLE_PIP_VERSION_CHECK=1 "$@"
+        LANG=C.UTF-8 PIP_DEFAULT_TIMEOUT=120 PIP_DISABLE_PIP_VERSION_CHECK=1 QEMU_CPU="$PI_CPU" "$@"
 }
 
-step "uname inside: $(in_root uname -m), $(in_root python3 -V)"
+step "uname inside: $(in_root uname -m), $(in_root python3 -V), CPU $PI_CPU"
 
 step "install (systemd/install.sh install, as make install does)"
 in_root bash "$SRC_IN_ROOT/systemd/install.sh" install

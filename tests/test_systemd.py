@@ -255,3 +255,11 @@ def test_install_refuses_to_run_without_root_or_a_target_root():
         pytest.skip("running as root")
     r = subprocess.run(["bash", str(INSTALL), "install"], capture_output=True, text=True)
     assert r.returncode != 0 and "run as root" in r.stderr
+
+
+def test_make_help_lists_the_deployment_targets():
+    if shutil.which("make") is None:
+        pytest.skip("make not installed")
+    r = subprocess.run(["make", "-s", "help"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    listed = {line.split()[0] for line in r.stdout.splitlines() if line.strip()}
+    assert {"install", "uninstall", "pi-check"} <= listed, r.stdout

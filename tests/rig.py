@@ -7,6 +7,7 @@ and gets exactly that, with every edge going through gpiozero's real callback pa
 from __future__ import annotations
 
 import dataclasses
+import time
 
 import numpy as np
 
@@ -110,3 +111,22 @@ class Rig:
         self.conductor.silence_everything()
         self.panel.close()
         self.factory.reset()
+
+
+def quiet_config(**audio) -> Config:
+    """Defaults without MIDI and recordings (tests that need them turn them on)."""
+    cfg = Config()
+    return dataclasses.replace(
+        cfg, midi=dataclasses.replace(cfg.midi, enabled=False),
+        recording=dataclasses.replace(cfg.recording, enabled=False),
+        audio=dataclasses.replace(cfg.audio, **audio))
+
+
+def wait_for(predicate, timeout: float = 10.0, step: float = 0.01) -> bool:
+    """Poll ``predicate`` in real time (for the live threads); True once it holds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(step)
+    return False

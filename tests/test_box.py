@@ -1,7 +1,5 @@
 """The whole firmware, threads and all, through real alsa-lib into a JACK dummy server."""
 
-import dataclasses
-import os
 import signal
 import subprocess
 import sys
@@ -13,8 +11,9 @@ import pytest
 
 from piano_buddy.app import Box
 from piano_buddy.conductor import Turn
-from piano_buddy.config import Config
 from piano_buddy.panel import mock_factory
+
+from rig import quiet_config, wait_for
 
 try:
     from tests.audio_rig import cents, dominant_frequency
@@ -22,23 +21,6 @@ except ImportError:
     from audio_rig import cents, dominant_frequency
 
 SR = 48000
-
-
-def quiet_config(**audio) -> Config:
-    cfg = Config()
-    return dataclasses.replace(
-        cfg, midi=dataclasses.replace(cfg.midi, enabled=False),
-        recording=dataclasses.replace(cfg.recording, enabled=False),
-        audio=dataclasses.replace(cfg.audio, **audio))
-
-
-def wait_for(predicate, timeout=10.0, step=0.01):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(step)
-    return False
 
 
 def midi_hz(pitch):

@@ -20,25 +20,10 @@ from piano_buddy.conductor import Turn
 from piano_buddy.notify import Notifier
 from piano_buddy.panel import mock_factory
 
+from rig import quiet_config, wait_for
+
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "models_tflite"
-
-
-def quiet_config(**audio) -> Config:
-    cfg = Config()
-    return dataclasses.replace(
-        cfg, midi=dataclasses.replace(cfg.midi, enabled=False),
-        recording=dataclasses.replace(cfg.recording, enabled=False),
-        audio=dataclasses.replace(cfg.audio, **audio))
-
-
-def wait_for(predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return False
 
 
 def run_cli(*args, env=None, timeout=60):

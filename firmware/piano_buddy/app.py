@@ -107,8 +107,15 @@ class Box:
         self.conductor.start()
         if self.midi_in is not None:
             self.midi_in.start()
-        label = self._audio_label or f"ALSA {a.device!r}"
-        lines.append(f"audio:    {label}, {a.sample_rate} Hz, {a.period_frames}-frame periods "
+        deadline = time.monotonic() + 1.0      # report what the audio thread found
+        while (time.monotonic() < deadline and not self.audio.device_ok
+               and self.audio.last_error is None):
+            time.sleep(0.01)
+        if self.audio.device_ok:
+            found = self._audio_label or self.audio.sink_description
+        else:
+            found = f"NONE - {self.audio.last_error}"
+        lines.append(f"audio:    {found}; {a.sample_rate} Hz, {a.period_frames}-frame periods "
                      f"x {a.periods}, {a.voices} voices, ceiling {a.ceiling_dbfs} dBFS")
         return self.report
 

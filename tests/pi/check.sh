@@ -44,7 +44,9 @@ bind() {   # bind SOURCE TARGET-in-root
     MOUNTED+=("$ROOT$2")
 }
 bind /proc /proc
-bind /sys /sys
+# No /sys: with both the host's /proc/cpuinfo (x86) and its /sys CPU topology visible, the
+# cpuinfo library inside TFLite's XNNPACK crashes (SIGSEGV in Interpreter()); either alone
+# is fine. A real Pi has an ARM /proc/cpuinfo, so this is an emulation artefact.
 bind /dev /dev
 bind /dev/pts /dev/pts
 # Network inside the root for pip (PyPI only) and CA certificates.

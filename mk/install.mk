@@ -9,5 +9,5 @@ install:  ## install the box as a service (Pi OS Bookworm/Trixie; apt, /opt venv
 uninstall:  ## remove the service, venv, unit and user; keeps recordings and an edited config
 	$(SUDO) systemd/install.sh uninstall
 
-pi-check:  ## install and test under an emulated aarch64 Debian bookworm (qemu; root; ~5 min first run)
+pi-check:  ## install + test on an emulated aarch64 Debian bookworm (qemu, root; ~8 min first, ~3 min cached)
 	$(SUDO) tests/pi/check.sh $(PI_ROOT)

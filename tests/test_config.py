@@ -81,3 +81,11 @@ def test_the_example_config_is_up_to_date():
     example = config.PIN_TABLE.with_name("config.example.toml")
     assert example.read_text() == config.describe(), \
         "regenerate: python -c 'from piano_buddy.config import describe; print(describe(), end=\"\")'"
+
+
+def test_config_option_works_before_and_after_the_command(tmp_path):
+    from piano_buddy.cli import _parser
+    p = tmp_path / "c.toml"
+    assert _parser().parse_args(["--config", str(p), "run"]).config == p
+    assert _parser().parse_args(["run", "--config", str(p)]).config == p
+    assert _parser().parse_args(["run"]).config is None

@@ -28,16 +28,20 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--config", type=Path, default=None,
                     help="config file (default /etc/piano-buddy/config.toml if present)")
     ap.add_argument("--log-level", default=os.environ.get("PIANO_BUDDY_LOG", "INFO"))
+    # --config is also accepted after the command (`piano-buddy run --config FILE`)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", type=Path, default=argparse.SUPPRESS,
+                        help=argparse.SUPPRESS)
     sub = ap.add_subparsers(dest="command")
-    run = sub.add_parser("run", help="play the box (simulator without GPIO, demo without a "
-                                     "terminal)")
+    run = sub.add_parser("run", parents=[common],
+                         help="play the box (simulator without GPIO, demo without a terminal)")
     run.add_argument("--mode", choices=("auto", "box", "simulator", "demo"), default="auto")
-    demo = sub.add_parser("demo", help="scripted duet: writes duet.wav, duet.mid, duet.png")
+    demo = sub.add_parser("demo", parents=[common], help="scripted duet: writes duet.wav, duet.mid, duet.png")
     demo.add_argument("--out", type=Path, default=Path("out"))
     demo.add_argument("--seed", type=int, default=7)
     demo.add_argument("--no-play", action="store_true", help="do not play it through ALSA")
-    sub.add_parser("selftest", help="installer's check: LEDs, a tone per button, devices")
-    rec = sub.add_parser("recordings", help="list the recorded sessions")
+    sub.add_parser("selftest", parents=[common], help="installer's check: LEDs, a tone per button, devices")
+    rec = sub.add_parser("recordings", parents=[common], help="list the recorded sessions")
     rec.add_argument("--folder", type=Path, default=None)
     sub.add_parser("config", help="print every setting with its default and allowed range")
     return ap

@@ -107,13 +107,12 @@ def run(quick: bool = False) -> list[Figure]:
             # end of pause -> the AI's first sample in the stream
             box.conductor.silence_everything()
             for _ in range(replies):
-                box.conductor._new_visitor()
                 for b in (0, 2, 4, 6, 4):
                     pins[b].drive_low()
                     time.sleep(0.08)
+                    released = time.monotonic()    # the release edge is stamped just after
                     pins[b].drive_high()
                     time.sleep(0.04)
-                released = box.conductor._last_activity
                 deadline = time.monotonic() + 3
                 while box.conductor.turn is not Turn.AI and time.monotonic() < deadline:
                     time.sleep(0.002)

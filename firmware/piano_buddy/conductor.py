@@ -101,7 +101,6 @@ class Conductor:
         self.heartbeat = time.monotonic()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.on_reply_scheduled: Callable[[float, float], None] | None = None
         self.faults: dict[str, str] = {}   # name -> message; written by any thread
         self._faults_shown = False
 
@@ -293,8 +292,6 @@ class Conductor:
         self.turn = Turn.AI
         self.stats["replies"] += 1
         self.panel.turn("ai")
-        if self.on_reply_scheduled is not None:
-            self.on_reply_scheduled(now, start)
         log.info("AI answers %d notes at %.0f qpm over %.1f s", len(notes), plan.qpm,
                  self._reply.end - start)
 
@@ -334,7 +331,7 @@ class Conductor:
         if on:
             self.last_notes = (self.last_notes + [("ai", pitch)])[-8:]
 
-    def _finish_reply(self, now: float, interrupted: bool = False) -> None:
+    def _finish_reply(self, now: float) -> None:
         r, self._reply = self._reply, None
         if r is not None:
             for i, n in enumerate(r.notes):
@@ -359,7 +356,7 @@ class Conductor:
         if self.midi_out is not None:
             self.midi_out.all_notes_off()
         self.stats["interrupts"] += 1
-        self._finish_reply(t, interrupted=True)
+        self._finish_reply(t)
 
     def _new_visitor(self) -> None:
         """A long silence: the next press starts a fresh phrase for whoever comes next."""

@@ -9,6 +9,7 @@ conductor both show a fresh heartbeat, so a hung thread ends in a restart.
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ log = logging.getLogger("piano_buddy")
 
 HEARTBEAT_STALE = 2.0   # seconds without a heartbeat that count as a hung thread
 DRAIN_SECONDS = 0.35    # at shutdown, let released notes fade out before closing the device
+GIL_SWITCH_SECONDS = 0.001  # see Box.start
 MODEL_ERROR_SHOW_SECONDS = 2.0  # the error pattern stays up this long before the exit
 
 
@@ -67,6 +69,10 @@ class Box:
         from .tflite import interpreter_class
 
         cfg, lines = self.cfg, self.report.lines
+        # The audio thread must get the GIL back within a fraction of a period: Python's
+        # default 5 ms switch interval lets another busy thread (a recording being encoded,
+        # a reply being sampled) hold it for most of a 10 ms buffer.
+        sys.setswitchinterval(GIL_SWITCH_SECONDS)
         a = cfg.audio
         if self._pin_factory is None:
             self._pin_factory = None if has_gpio() else mock_factory()

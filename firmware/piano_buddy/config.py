@@ -78,7 +78,8 @@ class AudioConfig:
     device: str = _spec("default", help="ALSA device name")
     sample_rate: int = _spec(48000, choices=(44100, 48000), help="frames per second")
     period_frames: int = _spec(128, choices=(64, 128, 256, 512), help="ALSA period size")
-    periods: int = _spec(3, lo=2, hi=8, help="ALSA periods in the buffer")
+    periods: int = _spec(4, lo=2, hi=8, help="ALSA periods in the buffer (headroom against "
+                                            "underruns; latency is set by period_frames)")
     voices: int = _spec(16, lo=1, hi=64, help="polyphony")
     ceiling_dbfs: float = _spec(-6.0, lo=-40.0, hi=0.0, help="output never exceeds this level")
     volume: float = _spec(0.8, lo=0.0, hi=1.0, help="master volume at start")

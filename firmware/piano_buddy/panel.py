@@ -8,6 +8,7 @@ go through the same callback path; :func:`mock_factory` adds the debouncing Mock
 
 from __future__ import annotations
 
+import collections
 import logging
 import time
 from typing import Callable
@@ -20,6 +21,7 @@ log = logging.getLogger(__name__)
 # LED patterns, as (on_time, off_time) for gpiozero blink/pulse
 THINKING_PULSE = (0.35, 0.35)    # the turn LED breathes while the AI thinks
 ERROR_BLINK = (0.08, 0.12)       # fast flicker of the turn LED + every other button LED
+MOCK_HISTORY = 1000              # pin states a mock pin remembers (for tests and the view)
 
 
 def has_gpio() -> bool:
@@ -36,7 +38,13 @@ def mock_factory(clock: Callable[[], float] = time.monotonic):
     from gpiozero.pins.mock import MockFactory, MockPWMPin
 
     class DebouncedMockPin(MockPWMPin):
-        """Drops an edge that follows the previous accepted edge within the bounce time."""
+        """Drops an edge that follows the previous accepted edge within the bounce time,
+        and keeps only the latest pin states (MockPin's history grows without bound, which a
+        day of simulated play - and the breathing LED - would turn into a memory leak)."""
+
+        def clear_states(self):
+            super().clear_states()
+            self.states = collections.deque(self.states, maxlen=MOCK_HISTORY)
 
         def _call_when_changed(self, ticks=None, state=None):
             bounce = self._bounce or 0.0

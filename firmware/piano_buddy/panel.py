@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 # LED patterns, as (on_time, off_time) for gpiozero blink/pulse
 THINKING_PULSE = (0.35, 0.35)    # the turn LED breathes while the AI thinks
 ERROR_BLINK = (0.08, 0.12)       # fast flicker of the turn LED + every other button LED
-MOCK_HISTORY = 1000              # pin states a mock pin remembers (for tests and the view)
+MOCK_HISTORY = 200               # pin states a mock pin remembers (for tests and the view)
 
 
 def has_gpio() -> bool:

@@ -35,10 +35,12 @@ system-deps:  ## install the Debian packages the firmware and tests need (apt-ge
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
+# On a Pi (a GPIO chip present) the venv also gets lgpio, gpiozero's pin driver there.
+EXTRAS := test$(shell [ -e /dev/gpiochip0 ] && echo ,pi)
 $(VENV)/.stamp: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[$(EXTRAS)]'
 	touch $@
 
 venv: system-deps $(VENV)/.stamp  ## the firmware's virtual environment (.venv)

@@ -9,8 +9,10 @@ TRAIN_PY    := $(TRAIN_VENV)/bin/python
 TFLR_VENV   ?= .venv-tflr
 # System packages: alsa-lib headers (pyalsaaudio builds from source), JACK's dummy backend and
 # the ALSA jack plugin (real-time pacing in tests), alsa-utils, systemd-analyze for unit checks.
-SYSTEM_PACKAGES ?= gcc python3-dev python3-venv libasound2-dev alsa-utils jackd2 \
-                   libasound2-plugins libjack-jackd2-0 systemd
+# g++ and pkg-config build python-rtmidi (with ALSA) where no wheel fits (Python 3.13 on arm64),
+# swig builds lgpio there.
+SYSTEM_PACKAGES ?= gcc g++ pkg-config swig python3-dev python3-venv libasound2-dev alsa-utils \
+                   jackd2 libasound2-plugins libjack-jackd2-0 systemd
 SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 

@@ -12,7 +12,7 @@ TFLR_VENV   ?= .venv-tflr
 # g++ and pkg-config build python-rtmidi (with ALSA) where no wheel fits (Python 3.13 on arm64),
 # swig builds lgpio there.
 SYSTEM_PACKAGES ?= gcc g++ pkg-config swig python3-dev python3-venv libasound2-dev alsa-utils \
-                   jackd2 libasound2-plugins libjack-jackd2-0 systemd
+                   jackd2 libasound2-plugins libjack-jackd2-0 systemd shellcheck
 SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 

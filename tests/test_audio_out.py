@@ -15,6 +15,7 @@ import pytest
 from piano_buddy.audio_out import (AlsaSink, AudioThread, MemorySink, PacedNullSink,
                                    WavSink)
 from piano_buddy.errors import AudioDeviceError
+from piano_buddy.synth import Synth
 
 try:
     from tests.audio_rig import cents, dominant_frequency
@@ -408,19 +409,7 @@ def test_jack_server_helper_runs_outside_pytest(tmp_path):
 
 
 # --- with the firmware's own synth and scheduling ------------------------------------------
-def _real_synth_class():
-    try:
-        from piano_buddy.synth import Synth
-    except ImportError:
-        try:
-            from piano_buddy.synth.engine import Synth
-        except ImportError as exc:
-            pytest.skip(f"piano_buddy.synth not importable yet: {exc}")
-    return Synth
-
-
 def test_the_real_synth_plays_a4_through_alsa(alsa_capture):
-    Synth = _real_synth_class()
     synth = Synth(sample_rate=RATE, block_frames=128, channels=2)
     synth.note_on(69, 100)                              # A4
     thread, status = make_thread(synth, lambda: AlsaSink(alsa_capture.device))

@@ -17,7 +17,6 @@ from piano_buddy.app import Box
 from piano_buddy.conductor import Turn
 from piano_buddy.config import Config
 from piano_buddy.panel import mock_factory
-from piano_buddy.paths import model_path
 from piano_buddy.recorder import list_recordings
 
 try:
@@ -30,8 +29,6 @@ PHRASE = [60, 62, 64, 65, 67]
 
 @pytest.mark.jack
 @pytest.mark.slow
-@pytest.mark.skipif(not all(model_path(m).is_file() for m in ("genie.tflite", "melody.tflite")),
-                    reason="the models are not built yet (models_tflite/*.tflite)")
 def test_keyboard_phrase_ai_answer_midi_out_and_recording(jack_server, tmp_path, monkeypatch):
     monkeypatch.setenv("MIDO_BACKEND", JACK)
     cfg = Config()

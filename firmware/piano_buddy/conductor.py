@@ -73,7 +73,8 @@ class Conductor:
 
     ``genie`` needs ``press(button, time, temperature, allowed) -> pitch`` and ``reset()``;
     ``melody`` needs ``continue_phrase(primer, steps, temperature, primer_steps)``; ``panel``
-    needs ``button_led(i, on)`` and ``turn(mode)``; ``midi_out`` and ``recorder`` are optional.
+    needs ``button_led(i, on)``, ``turn(mode)``, ``set_error(on)`` and (for the lost-edge
+    check) ``is_pressed(i)``; ``midi_out`` and ``recorder`` are optional.
     """
 
     def __init__(self, cfg: Config, synth: SynthLike, genie, melody, panel, *,

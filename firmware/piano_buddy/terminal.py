@@ -117,10 +117,26 @@ def choose_sink(cfg: Config, out_dir: Path = Path("out")):
             f"no ALSA device: recording to {path}")
 
 
+def _log_to_file(out_dir: Path) -> Path:
+    """Send the firmware's log to a file while the terminal shows the live view."""
+    import logging
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "simulator.log"
+    root = logging.getLogger()
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    root.addHandler(handler)
+    return path
+
+
 def run_simulator(cfg: Config, stop: threading.Event) -> int:
     from .app import Box
     from .panel import mock_factory
 
+    log_path = _log_to_file(Path("out"))   # log lines would scribble over the live view
     open_sink, label = choose_sink(cfg)
     factory = mock_factory()
     box = Box(cfg, pin_factory=factory, open_sink=open_sink, audio_label=label,
@@ -143,7 +159,7 @@ def run_simulator(cfg: Config, stop: threading.Event) -> int:
                     keys.key(ch)
             keys.expire()
             if time.monotonic() >= next_draw:
-                out.write(render_view(box, label))
+                out.write(render_view(box, label) + f"\nlog     {log_path}\x1b[K")
                 out.flush()
                 next_draw = time.monotonic() + 0.08
     finally:

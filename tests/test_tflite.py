@@ -28,11 +28,6 @@ MELODY = model_path("melody.tflite")
 GENIE = model_path("genie.tflite")
 
 
-def _genie_or_skip():
-    if not GENIE.exists():
-        pytest.skip(f"{GENIE} not committed yet")
-
-
 # --- faults ----------------------------------------------------------------------------------
 
 def test_missing_model_names_the_file(tmp_path):
@@ -82,7 +77,6 @@ def test_flipped_bytes_never_crash_the_loader(tmp_path):
 
 
 def test_wrong_model_for_the_melody_slot_names_the_file(tmp_path):
-    _genie_or_skip()
     path = tmp_path / "melody.tflite"
     path.write_bytes(GENIE.read_bytes())
     with pytest.raises(ModelError, match=rf"{re.escape(str(path))}.*wrong model"):
@@ -108,15 +102,10 @@ primer = [StepNote(p, 2 * i, 2 * i + 2) for i, p in enumerate([60, 62, 64, 65, 6
 out["melody"] = [list(n) for n in m.continue_phrase(primer, 32, 0.0)]
 m.reset()
 out["melody_logits"] = m._step(2 + 12).tolist()
-try:
-    from piano_buddy.genie import GenieDecoder
-    from piano_buddy.paths import model_path
-    if model_path("genie.tflite").exists():
-        g = GenieDecoder(rng=np.random.default_rng(5), prefer=backend)
-        out["genie"] = [g.press(b, 0.2 * i, temperature=0.0) for i, b in
-                        enumerate([0, 1, 2, 3, 4, 5, 6, 7, 6, 5])]
-except ImportError:
-    pass
+from piano_buddy.genie import GenieDecoder
+g = GenieDecoder(rng=np.random.default_rng(5), prefer=backend)
+out["genie"] = [g.press(b, 0.2 * i, temperature=0.0) for i, b in
+                enumerate([0, 1, 2, 3, 4, 5, 6, 7, 6, 5])]
 print("PROBE" + json.dumps(out))
 """
 
@@ -147,10 +136,9 @@ def test_both_runtimes_load_both_models_and_agree():
     assert litert["melody"], "empty reply"
     np.testing.assert_allclose(tflr["melody_logits"], litert["melody_logits"], atol=1e-3)
     assert tflr["melody"] == litert["melody"]  # argmax replies: same notes in both
-    if GENIE.exists():
-        assert "genie" in litert and "genie" in tflr
-        assert tflr["genie"] == litert["genie"]
-        assert all(21 <= p <= 108 for p in tflr["genie"])
+    assert "genie" in litert and "genie" in tflr
+    assert tflr["genie"] == litert["genie"]
+    assert all(21 <= p <= 108 for p in tflr["genie"])
 
 
 def test_melody_model_runs_in_this_venv():

@@ -91,7 +91,7 @@ def test_reply_length_and_rhythm_follow_the_phrase(rig):
     rig.keep_audio = False
     play_phrase(rig, buttons=(0, 1, 2, 3, 4, 5, 6, 7, 6, 5, 4, 3), hold=0.2, gap=0.1)
     rig.run_until(lambda: rig.conductor.turn is Turn.AI)
-    reply = rig.conductor._reply
+    reply = rig.conductor.reply
     length = reply.end - min(n.start for n in reply.notes)
     assert 2.0 <= length <= 8.0 + 0.2
     assert abs(length - 3.6) < 1.0, length   # the phrase lasted 3.6 s
@@ -102,8 +102,8 @@ def test_reply_length_and_rhythm_follow_the_phrase(rig):
 def test_ai_notes_light_the_button_whose_share_of_the_keyboard_holds_them(rig):
     play_phrase(rig)
     rig.run_until(lambda: rig.conductor.turn is Turn.AI)
-    first = min(rig.conductor._reply.notes, key=lambda n: n.start)
-    rig.run_until(lambda: 0 in rig.conductor._reply.started, limit=1.0)
+    first = min(rig.conductor.reply.notes, key=lambda n: n.start)
+    rig.run_until(lambda: 0 in rig.conductor.reply.started, limit=1.0)
     b = button_for_pitch(first.pitch, rig.cfg.turns.lowest_key, rig.cfg.turns.highest_key)
     assert rig.panel.leds[b].value == 1
     rig.run_until(lambda: rig.conductor.turn is Turn.PLAYER, limit=10)
@@ -171,7 +171,7 @@ def test_same_seed_same_duet():
         try:
             play_phrase(r)
             r.run_until(lambda: r.conductor.turn is Turn.AI)
-            return [(n.pitch, round(n.start - r.now(), 3)) for n in r.conductor._reply.notes]
+            return [(n.pitch, round(n.start - r.now(), 3)) for n in r.conductor.reply.notes]
         finally:
             r.close()
     assert duet() == duet()

@@ -28,12 +28,12 @@ import os
 import struct
 import threading
 import time
-import traceback
 from pathlib import Path
 from typing import Callable, Protocol
 
 import numpy as np
 
+from .errorlog import ErrorLog
 from .errors import AudioDeviceError
 from .thread_names import name_this_thread
 
@@ -180,6 +180,17 @@ class AlsaSink(_SinkBase):
             self._broken = True
             raise AudioDeviceError(f"ALSA device {self.device!r} failed while playing: {exc}") \
                 from exc
+
+    def queued_frames(self) -> int | None:
+        """Frames written but not yet played (the buffer's fill): what a note written now
+        waits before it reaches the DAC. None when the device cannot tell."""
+        pcm = self._pcm
+        if pcm is None or not self.buffer_frames:
+            return None
+        try:
+            return max(0, self.buffer_frames - int(pcm.avail()))
+        except Exception:
+            return None
 
     def close(self) -> None:
         """Let queued samples play out for a bounded time, then close; safe twice."""
@@ -382,8 +393,10 @@ class AudioThread:
     def __init__(self, synth, open_sink: Callable[[], Sink], *, retry_seconds: float = 3.0,
                  on_status: Callable[[bool, str], None] | None = None, name: str = "audio",
                  sample_rate: int | None = None, channels: int | None = None,
-                 realtime_priority: int | None = 70):
+                 realtime_priority: int | None = 70,
+                 fallback_sink: Callable[[], Sink] | None = None):
         self.synth = synth
+        self.fallback_sink = fallback_sink
         self.open_sink = open_sink
         self.retry_seconds = retry_seconds
         self.on_status = on_status
@@ -403,7 +416,7 @@ class AudioThread:
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._silence = np.zeros((int(getattr(synth, "block_frames", 128)), self._channels),
                                  np.int16)
-        self._seen_errors: dict[str, int] = {}
+        self._errors = ErrorLog(log, "the audio thread carries on")
 
     # --- control ------------------------------------------------------------------------
     def start(self) -> None:
@@ -475,13 +488,13 @@ class AudioThread:
             else:
                 log.debug("audio device still unavailable: %s", exc)
             if self._sink is None:
-                self._sink = PacedNullSink(self._rate, self._channels)
+                self._sink = self._stand_in()
                 self.sink_description = self._sink.describe()
             return
         except Exception as exc:
             self._unexpected("open_sink()", exc)
             if self._sink is None:
-                self._sink = PacedNullSink(self._rate, self._channels)
+                self._sink = self._stand_in()
                 self.sink_description = self._sink.describe()
             return
         finally:
@@ -499,10 +512,23 @@ class AudioThread:
             log.info("%s", message)
         self._notify(True, message)
 
+    def _stand_in(self) -> Sink:
+        """What plays while the device is missing: ``fallback_sink`` (a WAV file, from
+        ``audio.wav_fallback``) if given and it opens, else silence paced at real time."""
+        if self.fallback_sink is not None:
+            try:
+                sink = self.fallback_sink()
+                sink.open()
+                return sink
+            except Exception as exc:
+                log.warning("audio fallback unavailable (%s); playing on silently", exc)
+                self.fallback_sink = None
+        return PacedNullSink(self._rate, self._channels)
+
     def _lost(self, exc: BaseException) -> None:
         description = self._sink.describe() if self._sink is not None else "sink"
         self._close_sink()
-        self._sink = PacedNullSink(self._rate, self._channels)
+        self._sink = self._stand_in()
         self.sink_description = self._sink.describe()
         self._report_down(f"audio device lost ({description}): {exc}")
 
@@ -533,15 +559,7 @@ class AudioThread:
     def _unexpected(self, where: str, exc: BaseException) -> None:
         """Count it; log the traceback the first time, then every 1000th repeat."""
         self.unexpected_errors += 1
-        key = f"{where}: {type(exc).__name__}: {exc}"
-        if key not in self._seen_errors and len(self._seen_errors) >= 100:
-            key = "(more kinds of error)"     # bounded memory, bounded log
-        n = self._seen_errors[key] = self._seen_errors.get(key, 0) + 1
-        if n == 1:
-            log.error("unexpected error in %s (the audio thread carries on)\n%s", where,
-                      "".join(traceback.format_exception(exc)).rstrip())
-        elif n % 1000 == 0:
-            log.error("%s (repeated %d times)", key, n)
+        self._errors.record(where, exc)
 
     def _try_realtime(self) -> None:
         """SCHED_FIFO for this thread when the system allows it (LimitRTPRIO in the unit)."""

@@ -1,10 +1,13 @@
 """Turn-taking: the player plays, pauses, the AI answers, the player may interrupt.
 
-The conductor owns the turn state and is the only writer of the synth's commands, the LEDs,
-MIDI out and the session record. Its logic is plain methods driven by an injected clock
-(:meth:`Conductor.handle` for an input edge, :meth:`Conductor.poll` for time passing), so
-tests and the offline demo drive it directly; :meth:`Conductor.run` is the live thread,
-whose ``queue.get(timeout)`` up to the next deadline *is* the pause watchdog.
+The conductor is the turn state machine and nothing else. What the player holds is kept by
+:class:`~piano_buddy.held_notes.HeldNotes`, the reply as it plays by
+:class:`~piano_buddy.reply_timeline.ReplyTimeline`, and every note event besides the synth's
+goes to :class:`~piano_buddy.outputs.Outputs` (MIDI out, the record, the live view), each
+output isolated. Its logic is plain methods driven by an injected clock; :meth:`step` is one
+turn of the loop - wait for an edge up to the next deadline, handle every queued edge, then
+let time pass - and it is the same step live (:meth:`run`), in the tests and in the demo
+(:meth:`drain`). The wait up to the next deadline *is* the pause watchdog.
 
 Invariants, checked by the tests in every scenario:
 - every note-on the conductor sends is matched by a note-off (or a cancel of its tag);
@@ -14,24 +17,29 @@ Invariants, checked by the tests in every scenario:
 
 from __future__ import annotations
 
+import collections
 import logging
-import queue
 import threading
 import time
-from dataclasses import dataclass, field
 from enum import Enum
 from typing import Callable, Protocol, Sequence
 
 from .config import Config
 from .encoding import NUM_BUTTONS, PIANO_HIGHEST, PIANO_LOWEST, button_for_pitch
-from .events import InputEvent, Kind
+from .errorlog import ErrorLog
+from .events import InputEvent, InputQueue, Kind
+from .held_notes import HeldNotes
+from .outputs import Outputs, RecentNotes
 from .phrase import Note, StepNote, plan_reply, unquantize
+from .reply_timeline import ReplyTimeline
 from .synth import AI as AI_TAG, PLAYER as PLAYER_TAG
 from .thread_names import name_this_thread
 
 log = logging.getLogger(__name__)
 
 LEVEL_CHECK_SECONDS = 0.2   # how often held buttons are checked against their pin level
+LOST_EDGE_READINGS = 2      # consecutive "up" readings that end a held button's note
+MAX_PHRASE_NOTES = 256      # the phrase keeps its newest notes (the primer uses fewer)
 # A safe button-to-key map if the Genie decoder fails mid-show: a C major scale.
 FALLBACK_KEYS = (60, 62, 64, 65, 67, 69, 71, 72)
 
@@ -52,58 +60,64 @@ class SynthLike(Protocol):
     def all_notes_off(self) -> None: ...
 
 
-@dataclass
-class _Held:
-    pitch: int
-    start: float
-    velocity: int
-
-
-@dataclass
-class _Reply:
-    """The AI's answer in flight: notes in conductor seconds, and how far it has got."""
-    notes: list[Note]
-    end: float
-    started: set[int] = field(default_factory=set)   # indices whose note-on time has come
-    ended: set[int] = field(default_factory=set)
-
-
 class Conductor:
     """The turn-taking state machine and its thread.
 
     ``genie`` needs ``press(button, time, temperature, allowed) -> pitch`` and ``reset()``;
     ``melody`` needs ``continue_phrase(primer, steps, temperature, primer_steps)``; ``panel``
     needs ``button_led(i, on)``, ``turn(mode)``, ``set_error(on)`` and (for the lost-edge
-    check) ``is_pressed(i)``; ``midi_out`` and ``recorder`` are optional.
+    check) ``is_pressed(i)``. ``outputs`` receives every note besides the synth's (``midi_out``
+    and ``recorder`` are shorthands that build it). ``copy_me(notes) -> buttons`` chooses the
+    LED that shows each note of a reply (default: the button whose band holds its pitch).
     """
 
     def __init__(self, cfg: Config, synth: SynthLike, genie, melody, panel, *,
-                 midi_out=None, recorder=None, clock: Callable[[], float] = time.monotonic,
+                 outputs: Outputs | None = None, midi_out=None, recorder=None,
+                 copy_me: Callable[[Sequence[Note]], Sequence[int]] | None = None,
+                 clock: Callable[[], float] = time.monotonic,
                  sample_rate: int | None = None, queue_size: int = 1024):
         self.cfg, self.synth, self.genie, self.melody = cfg, synth, genie, melody
-        self.panel, self.midi_out, self.recorder, self.clock = panel, midi_out, recorder, clock
+        self.panel, self.clock = panel, clock
+        self.errors = ErrorLog(log, "recovered; the turn loop carries on")
+        self.recent = RecentNotes()
+        if outputs is None:
+            outputs = Outputs(live=[midi_out], records=[recorder])
+        outputs.live = [*outputs.live, self.recent]
+        self.outputs = outputs
+        self.copy_me = copy_me or self._band_buttons
         self.sample_rate = sample_rate or cfg.audio.sample_rate
-        self.queue: queue.Queue[InputEvent] = queue.Queue(maxsize=queue_size)
+        self.queue = InputQueue(onset_limit=queue_size)
         self.turn = Turn.PLAYER
         self.allowed = range(cfg.turns.lowest_key, cfg.turns.highest_key + 1)
-        self._held: dict[tuple[str, int], _Held] = {}   # ("b", button) or ("k", midi pitch)
-        self._holders: dict[int, int] = {}              # pitch -> how many keys hold it
-        self._sustained: dict[int, _Held] = {}          # released under the sustain pedal
-        self._pedal = False
-        self._phrase: list[Note] = []
+        t = cfg.turns
+        self.held = HeldNotes(sound_on=self._sound_on, sound_off=self._sound_off,
+                              finished=self._phrase_note, max_hold=t.max_hold,
+                              pedal_timeout=t.pedal_timeout)
+        self._phrase: collections.deque[Note] = collections.deque(maxlen=MAX_PHRASE_NOTES)
         self._last_activity: float | None = None
-        self._reply: _Reply | None = None
-        self._ai_leds: dict[int, int] = {}              # button -> AI notes lighting it
-        self.stats = {"events": 0, "dropped_events": 0, "replies": 0, "interrupts": 0,
-                      "errors": 0, "empty_replies": 0, "lost_releases": 0,
-                      "ignored_events": 0}
+        self.reply: ReplyTimeline | None = None
+        self._stats = {"events": 0, "replies": 0, "interrupts": 0, "empty_replies": 0,
+                       "lost_releases": 0, "ignored_events": 0}
         self._last_level_check = float("-inf")
-        self.last_notes: list[tuple[str, int]] = []     # (who, pitch), for the live view
+        self._up_readings: dict[int, int] = {}          # held button -> "up" readings in a row
         self.heartbeat = time.monotonic()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.faults: dict[str, str] = {}   # name -> message; written by any thread
         self._faults_shown = False
+
+    @property
+    def stats(self) -> dict[str, int]:
+        return {**self._stats, "errors": self.errors.count,
+                "dropped_events": self.queue.dropped,
+                "held_too_long": self.held.expired_keys,
+                "pedal_timeouts": self.held.pedal_timeouts,
+                "output_errors": self.outputs.errors.count}
+
+    @property
+    def last_notes(self) -> list[tuple[str, int]]:
+        """(who, pitch) of the last few notes, for the live view."""
+        return self.recent.notes
 
     def report_fault(self, name: str, message: str | None) -> None:
         """Raise (message) or clear (None) a fault from any thread; the conductor shows the
@@ -119,47 +133,42 @@ class Conductor:
             self._faults_shown = shown
             self.panel.set_error(shown)
 
-    # --- input side: any thread ----------------------------------------------------------
+    # --- input side: any thread (the EventSink contract of events.py) ----------------------
     def post(self, event: InputEvent) -> bool:
-        """Queue an input edge; never blocks (a full queue drops and counts the edge)."""
-        try:
-            self.queue.put_nowait(event)
-            return True
-        except queue.Full:
-            self.stats["dropped_events"] += 1
-            return False
+        """Queue an input edge: never blocks; only an onset is dropped, when the queue is
+        full (False); a release is always taken."""
+        return self.queue.post(event)
 
     # --- the logic: conductor thread (or a test) ------------------------------------------
     def handle(self, ev: InputEvent) -> None:
         """Act on one input edge."""
-        self.stats["events"] += 1
+        self._stats["events"] += 1
         if ev.kind is Kind.PRESS:
-            if not 0 <= ev.source < NUM_BUTTONS or ("b", ev.source) in self._held:
+            if not 0 <= ev.source < NUM_BUTTONS or self.held.holds(("b", ev.source)):
                 return
             self._interrupt_ai(ev.time)
+            self._last_activity = ev.time
             pitch = self._decode(ev.source, ev.time)
-            self._start_note(("b", ev.source), pitch, self.cfg.panel.velocity, ev.time)
+            self.held.press(("b", ev.source), pitch, self.cfg.panel.velocity, ev.time)
+            self._up_readings.pop(ev.source, None)
             self.panel.button_led(ev.source, True)
         elif ev.kind is Kind.RELEASE:
-            if self._end_note(("b", ev.source), ev.time):
+            if self.held.release(("b", ev.source), ev.time):
+                self._last_activity = ev.time
                 self.panel.button_led(ev.source, False)
         elif ev.kind is Kind.KEY_ON:
             if not PIANO_LOWEST <= ev.source <= PIANO_HIGHEST:
-                self.stats["ignored_events"] += 1
+                self._stats["ignored_events"] += 1
                 return
-            if ("k", ev.source) in self._held:
-                self._end_note(("k", ev.source), ev.time)
             self._interrupt_ai(ev.time)
-            self._start_note(("k", ev.source), ev.source, max(1, min(127, ev.velocity)),
-                             ev.time)
+            self._last_activity = ev.time
+            self.held.press(("k", ev.source), ev.source, max(1, min(127, ev.velocity)),
+                            ev.time)
         elif ev.kind is Kind.KEY_OFF:
-            self._end_note(("k", ev.source), ev.time)
+            if self.held.release(("k", ev.source), ev.time):
+                self._last_activity = ev.time
         elif ev.kind is Kind.PEDAL:
-            down = ev.velocity >= 64
-            if self._pedal and not down:
-                for pitch in list(self._sustained):
-                    self._release_pitch(pitch, ev.time)
-            self._pedal = down
+            self.held.pedal(ev.velocity >= 64, ev.time)
             self._last_activity = ev.time
         elif ev.kind is Kind.DEVICE:
             log.info("MIDI device %s", "connected" if ev.velocity else "disconnected")
@@ -170,33 +179,52 @@ class Conductor:
         if now - self._last_level_check >= LEVEL_CHECK_SECONDS:
             self._last_level_check = now
             self._release_lost_edges(now)
-        if self.turn is Turn.AI and self._reply is not None:
-            return self._advance_reply(now)
-        if self.turn is Turn.PLAYER and self._phrase and not self._held and not self._pedal \
-                and not self._sustained and self._last_activity is not None:
-            due = self._last_activity + self.cfg.turns.pause
-            if now >= due:
-                self._answer(now)
-                return 0.0 if self.turn is Turn.AI else None
-            return due - now
-        if self.turn is Turn.PLAYER and not self._held and self._last_activity is not None:
-            idle_until = self._last_activity + self.cfg.turns.session_idle
-            if now >= idle_until:
-                self._new_visitor()
-                return None
-            return idle_until - now
-        return None
+        for kind, source in self.held.expire(now):
+            if kind == "b":
+                self._stats["lost_releases"] += 1
+                self.panel.button_led(source, False)
+        waits = []
+        hold_due = self.held.next_deadline()
+        if hold_due is not None:
+            waits.append(max(0.0, hold_due - now))
+        if self.turn is Turn.AI and self.reply is not None:
+            wait = self.reply.advance(now)
+            if wait is None:
+                self._finish_reply(now)
+            else:
+                waits.append(wait)
+        elif self.turn is Turn.PLAYER and self._last_activity is not None \
+                and not self.held.busy:
+            if self._phrase:
+                due = self._last_activity + self.cfg.turns.pause
+                if now >= due:
+                    self._answer(now)
+                    return 0.0 if self.turn is Turn.AI else None
+                waits.append(due - now)
+            else:
+                idle_until = self._last_activity + self.cfg.turns.session_idle
+                if now >= idle_until:
+                    self._new_visitor()
+                else:
+                    waits.append(idle_until - now)
+        return min(waits) if waits else None
 
     def _release_lost_edges(self, now: float) -> None:
-        """A held button whose pin reads up lost its release edge (bounce, a flaky contact):
-        end its note, so no note can stick however the edges arrive."""
+        """A held button whose pin reads up at two checks in a row lost its release edge (a
+        flaky contact): end its note, so no note can stick however the edges arrive. One
+        "up" reading is not enough: a bouncing contact reads up for a moment while held."""
         is_pressed = getattr(self.panel, "is_pressed", None)
         if is_pressed is None:
             return
-        for kind, button in [k for k in self._held if k[0] == "b"]:
-            if not is_pressed(button):
-                self.stats["lost_releases"] += 1
-                if self._end_note((kind, button), now):
+        for kind, button in [k for k in self.held.keys() if k[0] == "b"]:
+            if is_pressed(button):
+                self._up_readings.pop(button, None)
+                continue
+            n = self._up_readings[button] = self._up_readings.get(button, 0) + 1
+            if n >= LOST_EDGE_READINGS:
+                self._up_readings.pop(button, None)
+                self._stats["lost_releases"] += 1
+                if self.held.release((kind, button), now):
                     self.panel.button_led(button, False)
 
     # --- player's notes ------------------------------------------------------------------
@@ -204,61 +232,27 @@ class Conductor:
         try:
             return int(self.genie.press(button, t, self.cfg.turns.genie_temperature,
                                         self.allowed))
-        except Exception:
-            self.stats["errors"] += 1
-            log.exception("Genie decoder failed; using the fallback scale for this press")
+        except Exception as exc:
+            self.errors.record("the Genie decoder (fallback scale for this press)", exc)
             return FALLBACK_KEYS[button]
 
-    def _start_note(self, key: tuple[str, int], pitch: int, velocity: int, t: float) -> None:
-        self._held[key] = _Held(pitch, t, velocity)
-        self._last_activity = t
-        if pitch in self._sustained:       # re-struck under the pedal: end the old one first
-            self._release_pitch(pitch, t)
-        n = self._holders.get(pitch, 0)
-        self._holders[pitch] = n + 1
-        if n == 0:
-            self.synth.note_on(pitch, velocity, PLAYER_TAG, stamp=t)
-            if self.midi_out is not None:
-                self.midi_out.note_on(pitch, velocity, ai=False)
-        self.last_notes = (self.last_notes + [("player", pitch)])[-8:]
+    def _sound_on(self, pitch: int, velocity: int, t: float) -> None:
+        self.synth.note_on(pitch, velocity, PLAYER_TAG, stamp=t)
+        self.outputs.note_on(pitch, velocity, False)
 
-    def _end_note(self, key: tuple[str, int], t: float) -> bool:
-        held = self._held.pop(key, None)
-        if held is None:
-            return False
-        self._last_activity = t
-        n = self._holders.get(held.pitch, 1) - 1
-        if n > 0:
-            self._holders[held.pitch] = n
-            self._phrase_note(Note(held.pitch, held.start, t, held.velocity))
-            return True
-        self._holders.pop(held.pitch, None)
-        if self._pedal:
-            self._sustained[held.pitch] = held
-        else:
-            self._silence(held.pitch)
-            self._phrase_note(Note(held.pitch, held.start, t, held.velocity))
-        return True
-
-    def _release_pitch(self, pitch: int, t: float) -> None:
-        held = self._sustained.pop(pitch)
-        self._silence(pitch)
-        self._phrase_note(Note(held.pitch, held.start, t, held.velocity))
-
-    def _silence(self, pitch: int) -> None:
+    def _sound_off(self, pitch: int) -> None:
         self.synth.note_off(pitch, PLAYER_TAG)
-        if self.midi_out is not None:
-            self.midi_out.note_off(pitch, ai=False)
+        self.outputs.note_off(pitch, False)
 
     def _phrase_note(self, note: Note) -> None:
         self._phrase.append(note)
-        if self.recorder is not None:
-            self.recorder.note(note.pitch, note.velocity, note.start, note.end, ai=False)
+        self.outputs.note(note.pitch, note.velocity, note.start, note.end, False)
 
     # --- the AI's turn ---------------------------------------------------------------------
     def _answer(self, now: float) -> None:
         """End the phrase and schedule the AI's reply, sample-accurately, in the synth."""
-        phrase, self._phrase = self._phrase, []
+        phrase = list(self._phrase)
+        self._phrase.clear()
         self.turn = Turn.THINKING
         self.panel.turn("thinking")
         t = self.cfg.turns
@@ -267,14 +261,13 @@ class Conductor:
                               max_seconds=t.reply_max, fallback_qpm=t.fallback_qpm)
             steps = self.melody.continue_phrase(plan.primer, plan.reply_steps,
                                                 t.temperature, primer_steps=plan.primer_steps)
-        except Exception:
-            self.stats["errors"] += 1
-            log.exception("the melody model failed; the player keeps the turn")
+        except Exception as exc:
+            self.errors.record("the melody model (the player keeps the turn)", exc)
             self.turn = Turn.PLAYER
             self.panel.turn("player")
             return
         if not steps:
-            self.stats["empty_replies"] += 1
+            self._stats["empty_replies"] += 1
             self.turn = Turn.PLAYER
             self.panel.turn("player")
             return
@@ -284,67 +277,38 @@ class Conductor:
         frame0 = self.synth.frame
         velocity = self.cfg.panel.velocity
         notes = sorted(unquantize(steps, plan.qpm, origin=start, velocity=velocity))
+        buttons = self._copy_me_buttons(notes)
         sr = self.sample_rate
         for n in notes:
             self.synth.note_on(n.pitch, velocity, AI_TAG,
                                at_frame=frame0 + round((n.start - start) * sr), stamp=now)
             self.synth.note_off(n.pitch, AI_TAG, at_frame=frame0 + round((n.end - start) * sr))
-        self._reply = _Reply(notes, max(n.end for n in notes))
+        self.reply = ReplyTimeline(notes, buttons, self.outputs, self.panel.button_led,
+                                   velocity)
         self.turn = Turn.AI
-        self.stats["replies"] += 1
+        self._stats["replies"] += 1
         self.panel.turn("ai")
         log.info("AI answers %d notes at %.0f qpm over %.1f s", len(notes), plan.qpm,
-                 self._reply.end - start)
+                 self.reply.end - start)
 
-    def _advance_reply(self, now: float) -> float | None:
-        """Light the LED and send MIDI for each AI note whose time has come; end the turn."""
-        r = self._reply
-        assert r is not None
-        next_due = r.end
-        for i, n in enumerate(r.notes):
-            if i not in r.started:
-                if now >= n.start:
-                    r.started.add(i)
-                    self._ai_note(n.pitch, True)
-                else:
-                    next_due = min(next_due, n.start)
-            if i in r.started and i not in r.ended:
-                if now >= n.end:
-                    r.ended.add(i)
-                    self._ai_note(n.pitch, False)
-                    if self.recorder is not None:
-                        self.recorder.note(n.pitch, n.velocity, n.start, n.end, ai=True)
-                else:
-                    next_due = min(next_due, n.end)
-        if now >= r.end:
-            self._finish_reply(now)
-            return None
-        return max(0.0, next_due - now)
+    def _copy_me_buttons(self, notes: Sequence[Note]) -> list[int]:
+        try:
+            buttons = [int(b) for b in self.copy_me(notes)]
+            if len(buttons) == len(notes) and all(0 <= b < NUM_BUTTONS for b in buttons):
+                return buttons
+            raise ValueError(f"{len(buttons)} buttons for {len(notes)} notes: {buttons[:8]}")
+        except Exception as exc:
+            self.errors.record("the copy-me buttons (lit by key band instead)", exc)
+            return self._band_buttons(notes)
 
-    def _ai_note(self, pitch: int, on: bool) -> None:
-        b = button_for_pitch(pitch, self.allowed.start, self.allowed.stop - 1)
-        count = self._ai_leds.get(b, 0) + (1 if on else -1)
-        self._ai_leds[b] = max(0, count)
-        self.panel.button_led(b, count > 0)
-        if self.midi_out is not None:
-            (self.midi_out.note_on(pitch, self.cfg.panel.velocity, ai=True) if on
-             else self.midi_out.note_off(pitch, ai=True))
-        if on:
-            self.last_notes = (self.last_notes + [("ai", pitch)])[-8:]
+    def _band_buttons(self, notes: Sequence[Note]) -> list[int]:
+        lo, hi = self.allowed.start, self.allowed.stop - 1
+        return [button_for_pitch(n.pitch, lo, hi) for n in notes]
 
     def _finish_reply(self, now: float) -> None:
-        r, self._reply = self._reply, None
-        if r is not None:
-            for i, n in enumerate(r.notes):
-                if i in r.started and i not in r.ended:
-                    self._ai_note(n.pitch, False)
-                    if self.recorder is not None:
-                        self.recorder.note(n.pitch, n.velocity, n.start, min(now, n.end),
-                                           ai=True)
-        for b, count in self._ai_leds.items():
-            if count:
-                self.panel.button_led(b, False)
-        self._ai_leds.clear()
+        reply, self.reply = self.reply, None
+        if reply is not None:
+            reply.finish(now)
         self.turn = Turn.PLAYER
         self._last_activity = now
         self.panel.turn("player")
@@ -354,20 +318,18 @@ class Conductor:
         if self.turn is Turn.PLAYER:
             return
         self.synth.cancel(AI_TAG)
-        if self.midi_out is not None:
-            self.midi_out.all_notes_off()
-        self.stats["interrupts"] += 1
+        self._stats["interrupts"] += 1
         self._finish_reply(t)
 
     def _new_visitor(self) -> None:
-        """A long silence: the next press starts a fresh phrase for whoever comes next."""
+        """A long silence: the session ends (its recording is written) and the next press
+        starts afresh for whoever comes next. The one owner of "session"."""
         self._last_activity = None
         try:
             self.genie.reset()
-        except Exception:
-            log.exception("Genie reset failed")
-        if self.recorder is not None:
-            self.recorder.end_session()
+        except Exception as exc:
+            self.errors.record("Genie reset", exc)
+        self.outputs.end_session()
 
     # --- shutdown --------------------------------------------------------------------------
     def silence_everything(self) -> None:
@@ -375,48 +337,50 @@ class Conductor:
         now = self.clock()
         if self.turn is not Turn.PLAYER:
             self._interrupt_ai(now)
-        for key in list(self._held):
-            self._end_note(key, now)
-        self._pedal = False
-        for pitch in list(self._sustained):
-            self._release_pitch(pitch, now)
+        for key in list(self.held.keys()):
+            if key[0] == "b":
+                self.panel.button_led(key[1], False)
+        self.held.release_everything(now)
         self._phrase.clear()            # a panic or a shutdown: no reply follows
         self._last_activity = None
         self.synth.all_notes_off()
-        if self.midi_out is not None:
-            self.midi_out.all_notes_off()
+        self.outputs.all_notes_off()
         for i in range(NUM_BUTTONS):
             self.panel.button_led(i, False)
         self.panel.turn("player")
-        if self.recorder is not None:
-            self.recorder.end_session()
+        self.outputs.end_session()
 
     # --- state for tests and the view ------------------------------------------------------
     @property
     def held_pitches(self) -> set[int]:
-        return set(self._holders) | set(self._sustained)
+        return self.held.pitches
 
     @property
     def phrase(self) -> Sequence[Note]:
         return tuple(self._phrase)
 
+    def step(self, timeout: float = 0.0, now: float | None = None) -> float | None:
+        """One turn of the loop: wait up to ``timeout`` for an edge, handle every queued
+        edge, then let time pass (to ``now``, default the clock). Edges always come before
+        time, so a press just before the pause deadline holds the reply back instead of
+        cancelling it at once. Returns poll's wait (None: nothing until an input)."""
+        ev = self.queue.get(timeout)
+        while ev is not None:
+            self._safely(self.handle, ev)
+            ev = self.queue.get(0)
+        wait = self._safely(self.poll, self.clock() if now is None else now)
+        self._safely(self._show_faults)
+        return wait
+
     def drain(self, now: float | None = None) -> None:
         """Handle every queued edge, then let time pass (offline demo and tests)."""
-        while True:
-            try:
-                ev = self.queue.get_nowait()
-            except queue.Empty:
-                break
-            self._safely(self.handle, ev)
-        self._safely(self.poll, self.clock() if now is None else now)
-        self._safely(self._show_faults)
+        self.step(0.0, now)
 
     def _safely(self, fn, *args):
         try:
             return fn(*args)
-        except Exception:   # the turn loop must outlive any bug in one edge
-            self.stats["errors"] += 1
-            log.exception("conductor error (recovered)")
+        except Exception as exc:   # the turn loop must outlive any bug in one edge
+            self.errors.record(getattr(fn, "__name__", "conductor"), exc)
             return None
 
     # --- the live thread -------------------------------------------------------------------
@@ -424,16 +388,11 @@ class Conductor:
 
     def run(self) -> None:
         name_this_thread("pb-conductor")
+        wait = 0.0
         while not self._stop.is_set():
             self.heartbeat = time.monotonic()
-            self._safely(self._show_faults)
-            wait = self._safely(self.poll, self.clock())
-            wait = self.MAX_WAIT if wait is None else min(max(wait, 0.0), self.MAX_WAIT)
-            try:
-                ev = self.queue.get(timeout=wait)
-            except queue.Empty:
-                continue
-            self._safely(self.handle, ev)
+            timeout = self.MAX_WAIT if wait is None else min(max(wait, 0.0), self.MAX_WAIT)
+            wait = self.step(timeout)
 
     def start(self) -> None:
         self._stop.clear()
@@ -441,11 +400,19 @@ class Conductor:
         self._thread.start()
 
     def stop(self, timeout: float = 1.0) -> None:
-        """Stop the thread, then silence everything from this (now the only) thread."""
+        """Stop the thread, then silence everything from this (now the only) thread. If the
+        thread does not stop in time it still owns the conductor's state: only MIDI out (which
+        has its own lock) is silenced from here, and the audio device's closing ends the
+        rest."""
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            self._thread = None
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.join(timeout)
+            if thread.is_alive():
+                log.error("the conductor thread did not stop within %g s; silencing MIDI out "
+                          "only", timeout)
+                self.outputs.all_notes_off()
+                return
         self.silence_everything()
 
     @property

@@ -86,7 +86,7 @@ def test_recording_reads_back_as_what_was_played(tmp_path):
     rec.end_session()
     rec.close()
     files = sorted(tmp_path.iterdir())
-    assert [f.name for f in files] == ["session-20261125-120005.mid"]   # first note, local
+    assert [f.name for f in files] == ["session-000001-20261125-120005.mid"]   # first note, local
     mid = mido.MidiFile(files[0])
     assert mid.type == 1 and [t.name for t in mid.tracks][1:] == ["Player", "AI"]
     got = read_notes(files[0])
@@ -120,40 +120,99 @@ def test_repeated_key_and_zero_length_notes_stay_paired(tmp_path):
                    (60, 80, 0.5, 1.0, 0)]                  # zero length -> one tick
 
 
-def test_idle_time_ends_a_session_and_sessions_get_their_own_files(tmp_path):
+def test_each_session_gets_its_own_file_numbered_in_order(tmp_path):
+    """end_session() (the conductor's idle time) ends a session; the next note starts one."""
     clock = FakeClock(0.0)
     wall = [datetime(2026, 1, 2, 3, 4, 5).timestamp()]
-    rec = SessionRecorder(tmp_path, idle_seconds=120, clock=clock, wall_clock=lambda: wall[0])
+    rec = SessionRecorder(tmp_path, clock=clock, wall_clock=lambda: wall[0])
     rec.note(60, 90, 0.0, 1.0, ai=False)
-    rec.tick(100.0)
     rec.note(62, 90, 101.0, 102.0, ai=True)
-    rec.tick(221.9)                                  # 119.9 s after the last note ended
-    rec.tick(222.0)                                  # 120 s: the session ends here
+    rec.end_session()
     clock.t = 300.0
     wall[0] += 300.0
     rec.note(64, 90, 300.0, 301.0, ai=False)        # a new visitor
-    rec.tick(350.0)
     rec.close()                                      # writes the second session
     names = [r.path.name for r in list_recordings(tmp_path)]
-    assert names == ["session-20260102-030405.mid", "session-20260102-030905.mid"]
+    assert names == ["session-000001-20260102-030405.mid", "session-000002-20260102-030905.mid"]
     assert [(r.n_player_notes, r.n_ai_notes) for r in list_recordings(tmp_path)] == [(1, 1),
                                                                                    (1, 0)]
     rec.end_session()                                # after close: nothing, no error
     rec.close()
 
 
+def test_order_follows_the_sequence_not_the_clock(tmp_path):
+    """A Pi without a real-time clock boots in 1970 (or any wrong day): the newest recording
+    is still the one with the highest number, and the cap removes the oldest by number."""
+    rng = random.Random(5)
+    notes = duet(rng, 200)
+    size = len(recorder(tmp_path / "probe").encode(notes))
+    days = [datetime(2026, 6, 1, 12, 0, 0), datetime(1970, 1, 1, 0, 0, 5),
+            datetime(2026, 1, 1, 9, 0, 0), datetime(1970, 1, 1, 0, 0, 9)]
+    folder = tmp_path / "rec"
+    for i, day in enumerate(days):                  # one recorder per boot
+        rec = SessionRecorder(folder, max_bytes=int(2.5 * size), clock=FakeClock(),
+                              wall_clock=lambda day=day: day.timestamp())
+        for n in notes:
+            rec.note(*n[:4], ai=n[4])
+        rec.close()
+        os.utime(rec.written[0], (0, 1e9 - i * 1e6))   # file times lie too
+    kept = [r.path.name for r in list_recordings(folder)]
+    assert kept == ["session-000003-20260101-090000.mid", "session-000004-19700101-000009.mid"]
+
+
+def test_a_failed_write_removes_nothing(tmp_path, monkeypatch):
+    """The cap makes room only after the new file is safely written."""
+    rng = random.Random(6)
+    notes = duet(rng, 200)
+    size = len(recorder(tmp_path / "probe").encode(notes))
+    folder = tmp_path / "rec"
+    rec = SessionRecorder(folder, max_bytes=int(1.5 * size), clock=FakeClock())
+    for n in notes:
+        rec.note(*n[:4], ai=n[4])
+    rec.end_session()
+    rec.close()
+    before = sorted(p.name for p in folder.iterdir())
+    assert len(before) == 1
+    real_write = os.write
+
+    def full_disk(fd, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    rec = SessionRecorder(folder, max_bytes=int(1.5 * size), clock=FakeClock())
+    monkeypatch.setattr(os, "write", full_disk)
+    for n in notes:
+        rec.note(*n[:4], ai=n[4])
+    rec.close()
+    monkeypatch.setattr(os, "write", real_write)
+    assert sorted(p.name for p in folder.iterdir()) == before
+    assert rec.stats["skipped"] == 1 and rec.stats["removed_for_space"] == 0
+
+
+def test_names_from_before_sequence_numbers_count_as_oldest(tmp_path):
+    folder = tmp_path / "rec"
+    rec = recorder(folder)
+    rec.note(60, 90, 0.0, 1.0, ai=False)
+    rec.close()
+    old = folder / "session-20300101-000000.mid"       # an older firmware's name, a later date
+    rec.written[0].rename(old)
+    rec = recorder(folder)
+    rec.note(62, 90, 0.0, 1.0, ai=False)
+    rec.close()
+    assert [r.path.name for r in list_recordings(folder)] == [
+        old.name, rec.written[0].name]
+    assert rec.written[0].name.startswith("session-000001-")
+
+
 def test_empty_sessions_write_nothing_and_names_never_collide(tmp_path):
     wall = datetime(2026, 5, 6, 7, 8, 9).timestamp()
     rec = recorder(tmp_path, wall_clock=lambda: wall)
     rec.end_session()
-    rec.tick(1e9)
     for i in range(3):
         rec.note(60 + i, 90, 1000.0, 1000.5, ai=False)
         rec.end_session()
     rec.close()
     assert [r.path.name for r in list_recordings(tmp_path)] == [
-        "session-20260506-070809.mid", "session-20260506-070809-2.mid",
-        "session-20260506-070809-3.mid"]
+        "session-000001-20260506-070809.mid", "session-000002-20260506-070809.mid",
+        "session-000003-20260506-070809.mid"]
 
 
 def test_a_very_long_session_is_split(tmp_path):
@@ -181,7 +240,7 @@ def test_size_cap_removes_the_oldest(tmp_path, caplog):
         wall[0] += 3600
     rec.close()
     kept = [r.path.name for r in list_recordings(tmp_path / "rec")]
-    assert kept == [f"session-20260301-{h}0000.mid" for h in (13, 14, 15)]
+    assert kept == [f"session-00000{i}-20260301-{h}0000.mid" for i, h in ((4, 13), (5, 14), (6, 15))]
     assert sum(r.size for r in list_recordings(tmp_path / "rec")) <= 3.5 * size
     assert rec.stats["removed_for_space"] == 3
     assert sum("Removed the oldest recording" in r.getMessage() for r in caplog.records) == 3
@@ -349,11 +408,10 @@ def test_conductor_calls_never_touch_the_disk(tmp_path, monkeypatch):
                 touched.append(_name)
             return _real(*a, **k)
         monkeypatch.setattr(os, name, spy)
-    rec = SessionRecorder(tmp_path, clock=FakeClock(), idle_seconds=5)
+    rec = SessionRecorder(tmp_path, clock=FakeClock())
     for i in range(1000):
         rec.note(60, 90, 1000.0 + i, 1000.5 + i, ai=bool(i % 2))
-        rec.tick(1000.5 + i)
-    rec.tick(5000.0)
+    rec.end_session()
     rec.note(61, 90, 6000.0, 6000.5, ai=False)
     rec.end_session()
     assert touched == []
@@ -375,7 +433,7 @@ def test_main_recordings_prints_a_table(tmp_path, capsys):
     assert out[0].startswith(f"1 recording in {tmp_path}")
     assert out[2].split() == ["2026-11-25", "14:30:00", "1:05", "1", "1",
                               out[2].split()[5], out[2].split()[6],
-                              "session-20261125-143000.mid"]
+                              "session-000001-20261125-143000.mid"]
 
 
 def test_errno_reasons_are_plain_words():

@@ -1,14 +1,18 @@
 """Every session kept as a standard .mid file, written off the conductor's thread.
 
 The conductor hands over finished notes (``note()``: an append under a lock, no disk); a
-session ends after ``idle_seconds`` without notes (``tick()``), when the conductor says so
-(``end_session()``) or at ``close()``. The recorder's own writer thread then:
+session ends when the conductor says so (``end_session()``: the conductor owns "session", one
+idle time, ``turns.session_idle``), when it grows past ``MAX_NOTES_PER_SESSION``, or at
+``close()``. The recorder's own writer thread then:
 
 1. encodes a type-1 file: track 0 tempo and start time, track 1 "Player" on the player's
    channel, track 2 "AI" on the AI's channel (the same channels as MIDI out);
-2. removes the oldest recordings until the new file fits under ``max_bytes``;
-3. writes ``.session-....mid.<pid>.tmp`` in the same folder, fsyncs it, renames it to
-   ``session-YYYYMMDD-HHMMSS.mid`` (local time of the first note) and fsyncs the folder.
+2. writes ``.session-....mid.<pid>.tmp`` in the same folder, fsyncs it, renames it to
+   ``session-NNNNNN-YYYYMMDD-HHMMSS.mid`` and fsyncs the folder. NNNNNN is a sequence number
+   one above the highest in the folder: a Pi without a real-time clock or network boots with
+   a wrong date, so neither the date in the name nor the file times order the recordings;
+3. only then removes the oldest recordings (lowest numbers) until the folder fits under
+   ``max_bytes`` again: a write that fails never costs a recording already there.
 
 A power cut therefore leaves complete files plus at most one temp file, which
 ``list_recordings`` ignores and the next start removes. A full, read-only or forbidden
@@ -35,7 +39,8 @@ from .errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-NAME_PATTERN = re.compile(r"^session-(\d{8})-(\d{6})(?:-(\d+))?\.mid$")
+# session-NNNNNN-date-time.mid; names from before sequence numbers have none (they sort first)
+NAME_PATTERN = re.compile(r"^session-(?:(\d{6,})-)?(\d{8})-(\d{6})(?:-(\d+))?\.mid$")
 TEMP_PATTERN = re.compile(r"^\.session-.*\.tmp$")
 PLAYER_TRACK, AI_TRACK = "Player", "AI"
 MAX_NOTES_PER_SESSION = 50_000        # about 400 kB of .mid; a longer session is split
@@ -64,14 +69,12 @@ class SessionRecorder:
     """Collects finished notes; writes each session as an atomic .mid on its own thread."""
 
     def __init__(self, folder: Path, *, max_bytes: int = 200_000_000,
-                 idle_seconds: float = 120.0, clock: Callable[[], float] = time.monotonic,
+                 clock: Callable[[], float] = time.monotonic,
                  ticks_per_beat: int = 480, tempo_bpm: float = 120,
                  player_channel: int = 0, ai_channel: int = 1,
                  wall_clock: Callable[[], float] = time.time) -> None:
         if max_bytes <= 0:
             raise ConfigError(f"recording max_bytes = {max_bytes!r}: must be > 0")
-        if idle_seconds <= 0:
-            raise ConfigError(f"recording idle_seconds = {idle_seconds!r}: must be > 0")
         if not 24 <= ticks_per_beat <= 32767:
             raise ConfigError(f"recording ticks_per_beat = {ticks_per_beat!r}: must be 24..32767")
         if not 20 <= tempo_bpm <= 400:
@@ -81,7 +84,6 @@ class SessionRecorder:
                 raise ConfigError(f"recording {key} = {channel!r}: must be 0..15")
         self.folder = Path(folder)
         self.max_bytes = int(max_bytes)
-        self.idle_seconds = float(idle_seconds)
         self.ticks_per_beat = int(ticks_per_beat)
         self.tempo_bpm = float(tempo_bpm)
         self.player_channel, self.ai_channel = player_channel, ai_channel
@@ -114,15 +116,6 @@ class SessionRecorder:
                 full, self._session = session, None
         if full is not None:
             self._enqueue(full)
-
-    def tick(self, now: float) -> None:
-        """End the session when nothing has been played for ``idle_seconds``."""
-        with self._lock:
-            session = self._session
-            if session is None or now - session.last_end < self.idle_seconds:
-                return
-            self._session = None
-        self._enqueue(session)
 
     def end_session(self) -> None:
         """Queue the current session for writing (nothing happens when it is empty)."""
@@ -198,7 +191,6 @@ class SessionRecorder:
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             final = self._free_name(started)
-            self._make_room(len(data), keep=final.name)
             tmp = self.folder / f".{final.name}.{os.getpid()}.tmp"
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
             try:
@@ -224,9 +216,17 @@ class SessionRecorder:
         self.stats["written"] += 1
         self.written.append(final)
         log.info("Recorded %s (%d notes, %d bytes)", final.name, len(session.notes), len(data))
+        try:
+            self._make_room(keep=final.name)
+        except OSError as exc:
+            log.warning("Recordings folder %s could not be trimmed: %s", self.folder,
+                        _reason(exc))
 
     def _free_name(self, started: datetime) -> Path:
-        stem = started.strftime("session-%Y%m%d-%H%M%S")
+        """The next name: one sequence number above every recording in the folder."""
+        seq = 1 + max((sequence_of(name) for name in os.listdir(self.folder)
+                       if NAME_PATTERN.match(name)), default=0)
+        stem = started.strftime(f"session-{seq:06d}-%Y%m%d-%H%M%S")
         path = self.folder / f"{stem}.mid"
         n = 1
         while path.exists():
@@ -234,8 +234,9 @@ class SessionRecorder:
             path = self.folder / f"{stem}-{n}.mid"
         return path
 
-    def _make_room(self, size: int, keep: str) -> None:
-        """Remove the oldest recordings until ``size`` more bytes fit under ``max_bytes``."""
+    def _make_room(self, keep: str) -> None:
+        """Remove the oldest recordings (lowest sequence numbers) until the folder fits under
+        ``max_bytes``; ``keep`` (the file just written) is never removed."""
         files = []
         for name in os.listdir(self.folder):
             if NAME_PATTERN.match(name) and name != keep:
@@ -243,11 +244,14 @@ class SessionRecorder:
                     st = os.stat(self.folder / name)
                 except OSError:
                     continue
-                files.append((st.st_mtime, name, st.st_size))
+                files.append((sort_key(name), name, st.st_size))
         files.sort()
-        total = sum(f[2] for f in files)
-        for _mtime, name, file_size in files:
-            if total + size <= self.max_bytes:
+        try:
+            total = sum(f[2] for f in files) + os.stat(self.folder / keep).st_size
+        except FileNotFoundError:
+            return
+        for _key, name, file_size in files:
+            if total <= self.max_bytes:
                 break
             try:
                 os.unlink(self.folder / name)
@@ -343,6 +347,19 @@ def _reason(exc: OSError) -> str:
 
 
 # --- reading back ---------------------------------------------------------------------------
+def sequence_of(name: str) -> int:
+    """The sequence number in a recording's name (0 for names from before they had one)."""
+    match = NAME_PATTERN.match(name)
+    return int(match.group(1)) if match and match.group(1) else 0
+
+
+def sort_key(name: str) -> tuple:
+    """Oldest first: by sequence number, then (older names) by the date in the name."""
+    match = NAME_PATTERN.match(name)
+    assert match is not None
+    return (sequence_of(name), match.group(2), match.group(3), int(match.group(4) or 1))
+
+
 def list_recordings(folder: Path) -> list[Recording]:
     """The complete recordings in ``folder``, oldest first (temp files and others ignored;
     a file mido cannot read is logged and left out)."""
@@ -370,10 +387,10 @@ def list_recordings(folder: Path) -> list[Recording]:
         except Exception as exc:
             log.warning("Recording %s is unreadable: %s", path, exc)
             continue
-        started = datetime.strptime(match.group(1) + match.group(2), "%Y%m%d%H%M%S")
+        started = datetime.strptime(match.group(2) + match.group(3), "%Y%m%d%H%M%S")
         out.append(Recording(path, size, started, duration, counts[PLAYER_TRACK],
                              counts[AI_TRACK]))
-    out.sort(key=lambda r: (r.start, int(NAME_PATTERN.match(r.path.name).group(3) or 1)))
+    out.sort(key=lambda r: sort_key(r.path.name))
     return out
 
 

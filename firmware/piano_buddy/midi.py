@@ -16,8 +16,17 @@ vanishes is opened or dropped within ``poll_seconds``) and turns their bytes int
   most once a minute);
 * velocity-0 note-on is a note-off; running status works across rtmidi messages (mido's
   Tokenizer drops running-status data, so this module parses bytes itself);
-* a KEY_OFF or pedal release that ``post()`` refuses (the conductor's queue is full) is kept
-  and posted again with its original time at the next message or watcher pass;
+* ``post`` follows the hand-over contract of :mod:`piano_buddy.events` (False: an onset was
+  dropped, and then this keyboard's key is not counted as held); a KEY_OFF or pedal release
+  that fails anyway (``post`` raised: a bug) is kept and posted again with its original time
+  at the next message or watcher pass;
+* a pedal's polarity is learnt per keyboard as keyboards learn theirs at power-up: a sustain
+  value that arrives within ``PEDAL_SETTLE_SECONDS`` of connecting, before any key, is the
+  pedal at rest, and
+  otherwise the first value is the first press; if that reads "up", the pedal is reversed and
+  its values are flipped from then on;
+* Reset All Controllers (CC121) lifts the pedal but leaves held keys sounding (MIDI 1.0);
+  All Notes Off and All Sound Off (CC123, CC120) release the keyboard's held keys;
 * new notes and pedal presses go through a token bucket (``burst``, ``rate``): a flood is
   cut and counted, while note-offs always pass (they can only end what was posted).
 
@@ -32,7 +41,9 @@ the whole graph for good (seen in the tests here). So with JACK a reader thread 
 drains rtmidi's queue every ``READ_INTERVAL`` seconds and no Python runs in JACK's thread.
 
 The rtmidi API comes from ``backend`` ("mido.backends.rtmidi/UNIX_JACK", or just "UNIX_JACK"),
-else ``MIDO_BACKEND``, else rtmidi's default (ALSA on the Pi).
+else ``MIDO_BACKEND``, else rtmidi's default (ALSA on the Pi). The seam: ``backend="fake"`` or
+``PIANO_BUDDY_MIDI=fake`` puts :mod:`piano_buddy.midi_fake`'s in-process ports under the same
+code (:func:`port_module`), as ``GPIOZERO_PIN_FACTORY=mock`` does for the pins.
 """
 
 from __future__ import annotations
@@ -62,18 +73,36 @@ _SYSTEM_COMMON_DATA_BYTES = {0xF1: 1, 0xF2: 2, 0xF3: 1, 0xF6: 0}
 # Counters that mean "something was ignored"; the watcher logs their increase.
 IGNORED_COUNTERS = ("out_of_range", "note_off_without_on", "repeated_note_on", "sysex",
                     "other_messages", "stray_bytes", "truncated", "rate_limited",
-                    "post_failed", "callback_errors")
+                    "post_failed", "post_refused", "callback_errors")
 
 REPORT_EVERY = 60.0            # seconds between log lines about ignored input (first: at once)
 READ_INTERVAL = 0.002          # seconds between drains of rtmidi's queue (JACK only)
 QUEUE_SIZE = 4096              # rtmidi's per-port queue between its thread and ours
+PEDAL_SETTLE_SECONDS = 0.5     # a sustain value this soon after connecting (before any key)
+                               # is the keyboard reporting its pedal at rest
 
 _own_client_names: set[str] = {IN_CLIENT_NAME, WATCH_CLIENT_NAME}
 
 
+FAKE_BACKENDS = ("fake", "piano_buddy.midi_fake")
+
+
+def port_module(backend: str | None = None):
+    """The module that makes ports: python-rtmidi, or :mod:`piano_buddy.midi_fake` when
+    ``backend`` or ``PIANO_BUDDY_MIDI`` says "fake" (the seam, like GPIOZERO_PIN_FACTORY)."""
+    chosen = backend if backend is not None else os.environ.get("PIANO_BUDDY_MIDI", "")
+    if chosen.strip().lower() in FAKE_BACKENDS:
+        from . import midi_fake
+        return midi_fake
+    import rtmidi
+    return rtmidi
+
+
 def rtmidi_api(backend: str | None):
     """The rtmidi API constant for a mido-style backend string (None: ``MIDO_BACKEND``)."""
-    import rtmidi
+    rtmidi = port_module(backend)
+    if rtmidi.__name__.endswith("midi_fake"):
+        return rtmidi.API_UNSPECIFIED
     backend = backend if backend is not None else os.environ.get("MIDO_BACKEND", "")
     name = backend.rpartition("/")[2].strip() if "/" in backend else ""
     if not name and backend and not backend.startswith("mido."):
@@ -210,6 +239,9 @@ class _Device:
         self.parser = MidiByteParser(stats)
         self.held: set[int] = set()
         self.pedal_down = False
+        self.pedal_reversed: bool | None = None     # learnt from the first sustain value
+        self.keys_seen = False
+        self.connected_at = float("-inf")
         self.closed = False
         self.io_lock = threading.Lock()    # the reader drains, _drop closes: never both
 
@@ -222,7 +254,7 @@ class MidiInput:
     keyboards changes (down at CC64 >= 64), with the controller value in ``velocity``.
     """
 
-    def __init__(self, post: Callable[[InputEvent], None], *, name_pattern: str = "",
+    def __init__(self, post: Callable[[InputEvent], bool], *, name_pattern: str = "",
                  poll_seconds: float = 2.0, clock: Callable[[], float] = time.monotonic,
                  backend: str | None = None, rate: float = 200.0, burst: float = 64.0,
                  read_mode: str | None = None) -> None:
@@ -233,6 +265,7 @@ class MidiInput:
         self._poll = float(poll_seconds)
         self._clock = clock
         self._backend = backend
+        self._ports = port_module(backend)       # chosen once: rtmidi or the fake
         self._api = rtmidi_api(backend)          # a bad backend name fails here, not later
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -254,7 +287,7 @@ class MidiInput:
         self._last_report = float("-inf")
         self.stats: dict[str, int] = dict.fromkeys(
             ("messages", "key_on", "key_off", "pedal", "devices_opened", "devices_closed",
-             "open_failed") + IGNORED_COUNTERS, 0)
+             "open_failed", "pedal_reversed") + IGNORED_COUNTERS, 0)
 
     # --- public ----------------------------------------------------------------------------
     def start(self) -> "MidiInput":
@@ -264,23 +297,32 @@ class MidiInput:
         return self
 
     @property
+    def poll_seconds(self) -> float:
+        return self._poll
+
+    @property
     def polling(self) -> bool:
         """True when a reader thread drains rtmidi's queue (JACK) instead of a callback."""
         if self._read_mode is not None:
             return self._read_mode == "poll"
-        import rtmidi
+        rtmidi = self._ports
         if self._api is None:
             self._api = rtmidi_api(self._backend)
         return self._api == rtmidi.API_UNIX_JACK
 
-    def close(self) -> None:
-        """Stop watching, close every port (posting KEY_OFF for what was held). Safe twice."""
+    def close(self, timeout: float = 1.0) -> None:
+        """Stop watching, close every port (posting KEY_OFF for what was held). Waits at most
+        ``timeout`` for each thread (a watcher stuck in the MIDI system must not hold up the
+        shutdown). Safe twice."""
         self._stop.set()
         for attr in ("_thread", "_reader"):
             thread = getattr(self, attr)
             setattr(self, attr, None)
             if thread is not None and thread is not threading.current_thread():
-                thread.join(timeout=self._poll + 10.0)
+                thread.join(timeout=timeout)
+                if thread.is_alive():
+                    log.warning("MIDI %s thread still busy after %g s; closing without it",
+                                thread.name, timeout)
         for device in list(self._devices.values()):
             self._drop(device, "input closed")
         with self._lock:
@@ -305,7 +347,7 @@ class MidiInput:
         If listing fails, every open keyboard is dropped (its notes released) and the next
         pass tries again. A JACK server that ends is noticed by its socket going away (see
         ``jack_server_gone``): its clients must be closed before any new one is opened."""
-        import rtmidi
+        rtmidi = self._ports
         if self._api is None:
             self._api = rtmidi_api(self._backend)
         if self._api == rtmidi.API_UNIX_JACK and jack_server_gone():
@@ -379,7 +421,7 @@ class MidiInput:
         return not self._pattern or self._pattern in low
 
     def _open(self, name: str) -> None:
-        import rtmidi
+        rtmidi = self._ports
         polling = self.polling
         if polling and self._reader is None and not self._stop.is_set():
             self._reader = threading.Thread(target=self._read_loop, name="midi-read",
@@ -393,6 +435,7 @@ class MidiInput:
             with self._lock:
                 self._next_id += 1
                 device = _Device(self._next_id, name, self.stats)
+                device.connected_at = self._clock()
             device.rt = rt
             rt.ignore_types(sysex=False, timing=True, active_sense=True)
             if not polling:
@@ -479,6 +522,8 @@ class MidiInput:
     def _handle(self, device: _Device, status: int, data1: int, data2: int, now: float) -> None:
         kind = status & 0xF0
         stats = self.stats
+        if kind in (0x80, 0x90):
+            device.keys_seen = True
         if kind == 0x90 and data2 > 0:
             if not PIANO_LOW <= data1 <= PIANO_HIGH:
                 stats["out_of_range"] += 1
@@ -502,13 +547,29 @@ class MidiInput:
                 stats["note_off_without_on"] += 1
         elif kind == 0xB0:
             if data1 == SUSTAIN_CC:
-                self._pedal(device, data2 >= 64, data2, now)
-            elif data1 in (ALL_SOUND_OFF_CC, ALL_NOTES_OFF_CC, RESET_CONTROLLERS_CC):
-                self._release_all(device, now, pedal_too=data1 == RESET_CONTROLLERS_CC)
+                self._pedal_value(device, data2, now)
+            elif data1 == RESET_CONTROLLERS_CC:     # controllers only: the keys stay held
+                self._pedal(device, False, 0, now)
+            elif data1 in (ALL_SOUND_OFF_CC, ALL_NOTES_OFF_CC):
+                self._release_all(device, now, pedal_too=False)
             else:
                 stats["other_messages"] += 1
         else:
             stats["other_messages"] += 1
+
+    def _pedal_value(self, device: _Device, value: int, now: float) -> None:
+        """A sustain controller value, with the keyboard's pedal polarity learnt and applied."""
+        if device.pedal_reversed is None:
+            at_rest = (now - device.connected_at < PEDAL_SETTLE_SECONDS
+                       and not device.keys_seen)
+            reads_down = value >= 64
+            # at rest a pedal reads "up"; its first press reads "down": otherwise reversed
+            device.pedal_reversed = reads_down if at_rest else not reads_down
+            if device.pedal_reversed:
+                self.stats["pedal_reversed"] += 1
+        if device.pedal_reversed:
+            value = 127 - value
+        self._pedal(device, value >= 64, value, now)
 
     def _pedal(self, device: _Device, down: bool, value: int, now: float) -> None:
         if down == device.pedal_down:
@@ -542,7 +603,9 @@ class MidiInput:
     def _post(self, kind: Kind, source: int, now: float, velocity: int) -> bool:
         event = InputEvent(kind, source, now, velocity)
         try:
-            self._post_fn(event)
+            if self._post_fn(event) is False:   # a dropped onset (the contract's only drop)
+                self.stats["post_refused"] += 1
+                return False
             return True
         except Exception:
             self.stats["post_failed"] += 1
@@ -553,7 +616,8 @@ class MidiInput:
     def _send_unsent(self) -> None:
         while self._unsent:
             try:
-                self._post_fn(self._unsent[0])
+                if self._post_fn(self._unsent[0]) is False:
+                    return
             except Exception:
                 return
             self._unsent.pop(0)
@@ -564,10 +628,13 @@ class MidiOutput:
     (0-15), to a virtual port ``name`` and to the first hardware port whose name contains
     ``port_pattern`` (if given; looked for again every few seconds while missing).
 
-    Never raises after construction: a port that fails is logged once and dropped.
+    Never raises after construction: a port that fails is logged once and dropped, and
+    opened again every ``RETRY_SECONDS`` (:meth:`check`, which the supervisor calls, also
+    notices a JACK server that went away, so a restarted server gets our port back).
     """
 
     HARDWARE_RETRY_SECONDS = 5.0
+    RETRY_SECONDS = 5.0
 
     def __init__(self, *, name: str = "Piano Buddy", port_pattern: str = "",
                  player_channel: int = 0, ai_channel: int = 1, backend=None,
@@ -589,12 +656,46 @@ class MidiOutput:
         self._hardware = None
         self._hardware_name = ""
         self._next_hardware_try = 0.0
+        self._next_virtual_try = 0.0
         self.sent = 0
+        self.reopened = 0
         _own_client_names.add(name)
+        self._ports = port_module(backend)
         self._api = rtmidi_api(backend)
         self._virtual = self._open_virtual()
         if self._pattern:
             self._try_hardware()
+
+    @property
+    def is_open(self) -> bool:
+        """The virtual port is there for a DAW or synth to connect to."""
+        return self._virtual is not None
+
+    def check(self) -> None:
+        """Drop ports whose JACK server is gone; reopen the virtual port when it is due."""
+        rtmidi = self._ports
+        with self._lock:
+            if self._closed:
+                return
+            if self._api == rtmidi.API_UNIX_JACK and jack_server_gone():
+                ports = [p for p in (self._virtual, self._hardware) if p is not None]
+                if ports:
+                    log.warning("MIDI output %r: the JACK server went away; reopening when "
+                                "it is back", self.name)
+                self._virtual = self._hardware = None
+                self._sounding.clear()
+                for port in ports:      # close before any new client is opened (see above)
+                    _quietly(port.close_port)
+                    _quietly(port.delete)
+                self._next_virtual_try = self._clock() + self.RETRY_SECONDS
+                return
+            if self._virtual is None and self._clock() >= self._next_virtual_try:
+                self._next_virtual_try = self._clock() + self.RETRY_SECONDS
+                self._virtual = self._open_virtual(quiet=self.name in self._failed_logged)
+                if self._virtual is not None:
+                    self.reopened += 1
+                    self._failed_logged.discard(self.name)
+                    log.info("MIDI output %r open again", self.name)
 
     @property
     def hardware_port(self) -> str:
@@ -659,9 +760,9 @@ class MidiOutput:
         for channel in sorted({self.player_channel, self.ai_channel}):
             self._send([0xB0 | channel, ALL_NOTES_OFF_CC, 0])
 
-    def _open_virtual(self):
+    def _open_virtual(self, quiet: bool = False):
         try:
-            import rtmidi
+            rtmidi = self._ports
             port = rtmidi.MidiOut(rtapi=self._api, name=self.name)
             try:
                 port.open_virtual_port(self.name)
@@ -670,14 +771,18 @@ class MidiOutput:
                 raise
             return port
         except Exception as exc:
-            log.warning("MIDI output %r unavailable (%s); playing on without it", self.name, exc)
+            self._next_virtual_try = self._clock() + self.RETRY_SECONDS
+            if not quiet:
+                self._failed_logged.add(self.name)
+                log.warning("MIDI output %r unavailable (%s); playing on without it, retrying "
+                            "every %g s", self.name, exc, self.RETRY_SECONDS)
             return None
 
     def _try_hardware(self) -> None:
         self._next_hardware_try = self._clock() + self.HARDWARE_RETRY_SECONDS
         port = None
         try:
-            import rtmidi
+            rtmidi = self._ports
             port = rtmidi.MidiOut(rtapi=self._api, name=self.name)
             names = port.get_ports()
             for index, port_name in enumerate(names):
@@ -714,6 +819,8 @@ class MidiOutput:
                 label = self.name if attr == "_virtual" else self._hardware_name
                 if attr == "_hardware":
                     self._next_hardware_try = self._clock() + self.HARDWARE_RETRY_SECONDS
+                else:
+                    self._next_virtual_try = self._clock() + self.RETRY_SECONDS
                 if label not in self._failed_logged:
                     self._failed_logged.add(label)
                     log.warning("MIDI output %r failed (%s); dropped, playing on", label, exc)

@@ -11,13 +11,11 @@ import time
 
 import numpy as np
 
-from piano_buddy.conductor import AI_TAG, PLAYER_TAG, Conductor
+from piano_buddy import assembly
+from piano_buddy.conductor import AI_TAG, PLAYER_TAG
 from piano_buddy.config import Config
 from piano_buddy.events import InputEvent, Kind
-from piano_buddy.genie import GenieDecoder
-from piano_buddy.melody import MelodyModel
-from piano_buddy.panel import Panel, mock_factory
-from piano_buddy.synth import Synth
+from piano_buddy.panel import mock_factory
 
 
 class Rig:
@@ -27,22 +25,21 @@ class Rig:
             cfg = dataclasses.replace(cfg, turns=dataclasses.replace(cfg.turns, **turns))
         self.cfg = cfg
         self.sr = cfg.audio.sample_rate
-        self.synth = Synth(sample_rate=self.sr, block_frames=cfg.audio.period_frames,
-                           voices=cfg.audio.voices, ceiling_dbfs=cfg.audio.ceiling_dbfs)
+        self.synth = assembly.build_synth(cfg)
         self.factory = mock_factory(self.now)
-        rng = np.random.default_rng(seed)
-        self.genie = GenieDecoder(rng=rng)
-        self.melody = MelodyModel(rng=rng)
-        self.panel = Panel(cfg.panel, self._post, clock=self.now, pin_factory=self.factory)
-        self.conductor = Conductor(cfg, self.synth, self.genie, self.melody, self.panel,
-                                   clock=self.now, sample_rate=self.sr)
+        models = assembly.load_models(cfg, np.random.default_rng(seed))
+        self.genie, self.melody = models.genie, models.melody
+        self.panel = assembly.build_panel(cfg, self._post, pin_factory=self.factory,
+                                          clock=self.now)
+        self.conductor = assembly.build_conductor(cfg, self.synth, models, self.panel,
+                                                  clock=self.now)
         self.pins = [self.factory.pin(p) for p in cfg.panel.buttons]
         self.audio: list[np.ndarray] = []
         self.keep_audio = False
         self.turns: list[str] = []
 
-    def _post(self, ev):
-        self.conductor.post(ev)
+    def _post(self, ev) -> bool:
+        return self.conductor.post(ev)
 
     def now(self) -> float:
         return self.synth.frame / self.sr

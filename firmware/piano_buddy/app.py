@@ -25,6 +25,56 @@ HEARTBEAT_STALE = 2.0   # seconds without a heartbeat that count as a hung threa
 DRAIN_SECONDS = 0.35    # at shutdown, let released notes fade out before closing the device
 GIL_SWITCH_SECONDS = 0.001  # see Box.start
 MODEL_ERROR_SHOW_SECONDS = 2.0  # the error pattern stays up this long before the exit
+# Shutdown: each wait bounded; together under STOP_BUDGET (systemd's TimeoutStopSec is 10).
+STOP_CONDUCTOR, STOP_RECORDER, STOP_AUDIO, STOP_MIDI = 0.8, 1.2, 1.0, 1.0
+DRAIN_WALL_SECONDS = 1.0
+STOP_BUDGET = STOP_CONDUCTOR + STOP_RECORDER + DRAIN_WALL_SECONDS + STOP_AUDIO + STOP_MIDI
+GC_GEN2_THRESHOLD = 1000  # full collections 100x rarer than Python's default of 10
+
+
+_gc_before: list[tuple[int, int, int]] = []     # thresholds before settle_memory()
+
+
+def unsettle_memory() -> None:
+    """Undo :func:`settle_memory`'s collector settings (a box closed in a longer-lived
+    process: the tests, the bench)."""
+    import gc
+    if _gc_before:
+        gc.set_threshold(*_gc_before[0])
+        _gc_before.clear()
+        gc.unfreeze()
+
+
+def settle_memory(lock: bool = False) -> str:
+    """After start-up: move everything built so far out of the garbage collector's sight
+    (``gc.freeze``) and make full collections rare, so no collection walks the models and
+    wavetables while the audio thread waits for the GIL (a full one held it 9-13 ms); then
+    with ``lock`` (the service), lock the pages in use now (``mlockall(MCL_CURRENT)``, up to
+    LimitMEMLOCK in the unit) so the models and wavetables never page out. Not MCL_FUTURE:
+    with it, any allocation past the limit would fail. Returns a line for the start-up block."""
+    import ctypes
+    import ctypes.util
+    import gc
+
+    gc.freeze()     # no collect() first: a finalizer run here could touch a device at start-up
+    g0, g1, g2 = gc.get_threshold()
+    _gc_before.append((g0, g1, g2))
+    gc.set_threshold(g0, g1, GC_GEN2_THRESHOLD)
+    frozen = gc.get_freeze_count()
+    gc_line = f"{frozen} objects frozen out of the GC, gen-2 threshold {GC_GEN2_THRESHOLD}"
+    if not lock:
+        return gc_line
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        MCL_CURRENT = 1
+        if libc.mlockall(MCL_CURRENT) == 0:
+            locked = "memory locked"
+        else:
+            import os
+            locked = f"memory not locked ({os.strerror(ctypes.get_errno())})"
+    except (OSError, AttributeError) as exc:
+        locked = f"memory not locked ({exc})"
+    return f"{gc_line}; {locked}"
 
 
 @dataclass
@@ -43,13 +93,14 @@ class Box:
                  open_sink: Callable[[], object] | None = None,
                  clock: Callable[[], float] = time.monotonic, seed: int | None = None,
                  use_midi: bool | None = None, use_recorder: bool | None = None,
-                 audio_label: str | None = None):
+                 audio_label: str | None = None, lock_memory: bool = False):
         self.cfg, self.clock = cfg, clock
         self._pin_factory, self._open_sink = pin_factory, open_sink
         self._seed = seed
         self._use_midi = cfg.midi.enabled if use_midi is None else use_midi
         self._use_recorder = cfg.recording.enabled if use_recorder is None else use_recorder
         self._audio_label = audio_label
+        self._lock_memory = lock_memory
         self.synth = self.audio = self.panel = self.conductor = None
         self.genie = self.melody = self.midi_in = self.midi_out = self.recorder = None
         self.report = StartupReport([])
@@ -59,14 +110,8 @@ class Box:
     def start(self) -> StartupReport:
         import numpy as np
 
-        from . import paths
-        from .audio_out import AlsaSink, AudioThread
-        from .conductor import Conductor
-        from .genie import GenieDecoder
-        from .melody import MelodyModel
-        from .panel import Panel, has_gpio, mock_factory
-        from .synth import Synth
-        from .tflite import interpreter_class
+        from . import assembly
+        from .panel import choose_pin_factory
 
         cfg, lines = self.cfg, self.report.lines
         # The audio thread must get the GIL back within a fraction of a period: Python's
@@ -75,40 +120,33 @@ class Box:
         sys.setswitchinterval(GIL_SWITCH_SECONDS)
         a = cfg.audio
         if self._pin_factory is None:
-            self._pin_factory = None if has_gpio() else mock_factory()
-        self.panel = Panel(cfg.panel, self._post, clock=self.clock,
-                           pin_factory=self._pin_factory, on_volume=self._set_volume,
-                           volume=a.volume)
-        factory = self.panel.buttons[0].pin_factory
-        lines.append(f"pins:     {type(factory).__name__}, buttons {list(cfg.panel.buttons)}, "
+            self._pin_factory, pins_why = choose_pin_factory(self.clock)
+        else:
+            pins_why = type(self._pin_factory).__name__
+        self.panel = assembly.build_panel(cfg, self._post, pin_factory=self._pin_factory,
+                                          clock=self.clock, on_volume=self._set_volume)
+        lines.append(f"pins:     {pins_why}, buttons {list(cfg.panel.buttons)}, "
                      f"LEDs {list(cfg.panel.button_leds)}, turn LED {cfg.panel.turn_led}")
 
-        models = Path(cfg.models.directory) if cfg.models.directory else paths.models_dir()
-        rng = np.random.default_rng(self._seed)
         t0 = time.monotonic()
         try:
-            self.genie = GenieDecoder(models / "genie.tflite", rng=rng)
-            self.melody = MelodyModel(models / "melody.tflite", rng=rng)
+            models = assembly.load_models(cfg, np.random.default_rng(self._seed))
         except PianoBuddyError:
             self.panel.set_error(True)   # visible on the box while systemd restarts us
             time.sleep(MODEL_ERROR_SHOW_SECONDS)
             raise
-        backend, _ = interpreter_class()
-        lines.append(f"models:   {models}/genie.tflite, melody.tflite via {backend} "
-                     f"({(time.monotonic() - t0) * 1000:.0f} ms)")
+        self.genie, self.melody = models.genie, models.melody
+        lines.append(f"models:   {models.folder}/genie.tflite, melody.tflite via "
+                     f"{models.backend} ({(time.monotonic() - t0) * 1000:.0f} ms)")
 
-        self.synth = Synth(sample_rate=a.sample_rate, block_frames=a.period_frames,
-                           channels=2, voices=a.voices, ceiling_dbfs=a.ceiling_dbfs,
-                           gain=a.volume)
+        self.synth = assembly.build_synth(cfg)
         self._start_midi_and_recorder(lines)
-        self.conductor = Conductor(cfg, self.synth, self.genie, self.melody, self.panel,
-                                   midi_out=self.midi_out, recorder=self.recorder,
-                                   clock=self.clock, sample_rate=a.sample_rate)
-        open_sink = self._open_sink or (lambda: AlsaSink(
-            a.device, sample_rate=a.sample_rate, channels=2, period_frames=a.period_frames,
-            periods=a.periods))
-        self.audio = AudioThread(self.synth, open_sink, retry_seconds=a.retry_seconds,
-                                 on_status=self._audio_status)
+        from .outputs import Outputs
+        self.outputs = Outputs(live=[self.midi_out], records=[self.recorder])
+        self.conductor = assembly.build_conductor(cfg, self.synth, models, self.panel,
+                                                  outputs=self.outputs, clock=self.clock)
+        self.audio = assembly.build_audio_thread(cfg, self.synth, self._open_sink,
+                                                 on_status=self._audio_status)
         self.audio.start()
         self.conductor.start()
         if self.midi_in is not None:
@@ -123,6 +161,7 @@ class Box:
             found = f"NONE - {self.audio.last_error}"
         lines.append(f"audio:    {found}; {a.sample_rate} Hz, {a.period_frames}-frame periods "
                      f"x {a.periods}, {a.voices} voices, ceiling {a.ceiling_dbfs} dBFS")
+        lines.append(f"memory:   {settle_memory(self._lock_memory)}")
         return self.report
 
     def _start_midi_and_recorder(self, lines: list[str]) -> None:
@@ -135,9 +174,10 @@ class Box:
                                            ai_channel=cfg.midi.ai_channel - 1)
                 self.midi_in = MidiInput(self._post, name_pattern=cfg.midi.input_pattern,
                                          clock=self.clock)
-                lines.append(f"midi:     out {cfg.midi.output_name!r} (player ch "
-                             f"{cfg.midi.player_channel}, AI ch {cfg.midi.ai_channel}); "
-                             "keyboards hot-plugged")
+                out = (f"out {cfg.midi.output_name!r} (player ch {cfg.midi.player_channel}, "
+                       f"AI ch {cfg.midi.ai_channel})" if self.midi_out.is_open
+                       else "out unavailable (retried while playing)")
+                lines.append(f"midi:     {out}; keyboards hot-plugged")
             except Exception as exc:   # MIDI is an extra: the box plays without it
                 self.midi_in = self.midi_out = None
                 lines.append(f"midi:     off ({exc})")
@@ -149,20 +189,22 @@ class Box:
                 r = cfg.recording
                 self.recorder = SessionRecorder(Path(r.folder),
                                                 max_bytes=int(r.max_mb * 1_000_000),
-                                                idle_seconds=r.idle_seconds, clock=self.clock,
+                                                clock=self.clock,
                                                 player_channel=cfg.midi.player_channel - 1,
                                                 ai_channel=cfg.midi.ai_channel - 1)
-                lines.append(f"record:   {r.folder} (cap {r.max_mb:g} MB)")
+                lines.append(f"record:   {r.folder} (cap {r.max_mb:g} MB; a session ends "
+                             f"after {cfg.turns.session_idle:g} s without play)")
             except Exception as exc:
                 self.recorder = None
                 lines.append(f"record:   off ({exc})")
         else:
             lines.append("record:   off (config)")
 
-    def _post(self, event) -> None:
+    def _post(self, event) -> bool:
+        """The box's :class:`~piano_buddy.events.EventSink`: the conductor's contract, and
+        False (dropped) for an edge that comes before the conductor exists."""
         conductor = self.conductor
-        if conductor is not None:
-            conductor.post(event)
+        return conductor.post(event) if conductor is not None else False
 
     def _set_volume(self, gain: float) -> None:
         if self.synth is not None:
@@ -196,8 +238,8 @@ class Box:
             tick = min(tick, interval) if interval else tick
         reported = False
         while not stop.wait(tick):
-            if self.recorder is not None:
-                self.recorder.tick(self.clock())
+            if self.midi_out is not None:
+                self._quietly(self.midi_out.check)
             if watchdog is not None and not watchdog.tick() and not reported:
                 reported = True
                 log.error("a real-time thread stopped beating (%s): withholding the "
@@ -206,28 +248,36 @@ class Box:
 
     # --- stop ---------------------------------------------------------------------------------
     def close(self) -> None:
-        """All notes off, LEDs off, audio drained, devices closed. Safe to call twice."""
+        """Notes silenced first, the recording saved next, then devices closed; every wait
+        is bounded so the whole stop fits in ``STOP_BUDGET`` seconds, well inside systemd's
+        TimeoutStopSec, and each step runs whatever an earlier one raised. Safe twice."""
         if self._closed:
             return
         self._closed = True
-        if self.midi_in is not None:
-            self._quietly(self.midi_in.close)
         if self.conductor is not None:
-            self._quietly(self.conductor.stop)
+            self._quietly(lambda: self.conductor.stop(STOP_CONDUCTOR))
+        if self.recorder is not None:
+            self._quietly(lambda: self.recorder.close(STOP_RECORDER))
         if self.synth is not None and self.audio is not None and self.audio.is_alive():
-            deadline = time.monotonic() + DRAIN_SECONDS
-            while time.monotonic() < deadline and not self.synth.is_silent():
+            # let released notes fade: DRAIN_SECONDS of audio, however slowly a loaded
+            # machine renders it, but never more than DRAIN_WALL_SECONDS of waiting
+            frames = self.audio.frames_written + DRAIN_SECONDS * self.cfg.audio.sample_rate
+            deadline = time.monotonic() + DRAIN_WALL_SECONDS
+            while (time.monotonic() < deadline and not self.synth.is_silent()
+                   and self.audio.frames_written < frames):
                 time.sleep(0.01)
         if self.audio is not None:
             self._quietly(self.audio.stop)
-            self._quietly(lambda: self.audio.join(1.0))
+            self._quietly(lambda: self.audio.join(STOP_AUDIO))
         if self.panel is not None:
             self._quietly(self.panel.all_off)
             self._quietly(self.panel.close)
+        if self.midi_in is not None:
+            self._quietly(lambda: self.midi_in.close(STOP_MIDI))
         if self.midi_out is not None:
             self._quietly(self.midi_out.close)
-        if self.recorder is not None:
-            self._quietly(self.recorder.close)
+        if self.conductor is not None:
+            unsettle_memory()
 
     @staticmethod
     def _quietly(fn) -> None:
@@ -248,7 +298,7 @@ def run_service(cfg: Config, stop: threading.Event, **box_kwargs) -> int:
     from .notify import Notifier
 
     notifier = Notifier()
-    box = Box(cfg, **box_kwargs)
+    box = Box(cfg, lock_memory=True, **box_kwargs)
     try:
         report = box.start()
     except PianoBuddyError:

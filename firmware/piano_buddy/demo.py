@@ -65,28 +65,22 @@ class NoteLog:
 
 def render_duet(cfg: Config, seed: int = 7):
     """Run the scripted duet offline. Returns (int16 samples, NoteLog, conductor stats)."""
-    from . import paths
+    from . import assembly
     from .conductor import Conductor, Turn
-    from .genie import GenieDecoder
-    from .melody import MelodyModel
-    from .panel import Panel, mock_factory
-    from .synth import Synth
+    from .outputs import Outputs
+    from .panel import mock_factory
 
-    a = cfg.audio
-    sr, block = a.sample_rate, a.period_frames
-    synth = Synth(sample_rate=sr, block_frames=block, channels=2, voices=a.voices,
-                  ceiling_dbfs=a.ceiling_dbfs, gain=a.volume)
+    sr, block = cfg.audio.sample_rate, cfg.audio.period_frames
+    synth = assembly.build_synth(cfg)
     clock = lambda: synth.frame / sr   # noqa: E731 - the audio frames are the demo's clock
     factory = mock_factory(clock)
     notes = NoteLog()
-    rng = np.random.default_rng(seed)
-    models = Path(cfg.models.directory) if cfg.models.directory else paths.models_dir()
-    genie = GenieDecoder(models / "genie.tflite", rng=rng)
-    melody = MelodyModel(models / "melody.tflite", rng=rng)
+    models = assembly.load_models(cfg, np.random.default_rng(seed))
     conductor: Conductor | None = None
-    panel = Panel(cfg.panel, lambda ev: conductor.post(ev), clock=clock, pin_factory=factory)
-    conductor = Conductor(cfg, synth, genie, melody, panel, recorder=notes, clock=clock,
-                          sample_rate=sr)
+    panel = assembly.build_panel(cfg, lambda ev: conductor.post(ev), pin_factory=factory,
+                                 clock=clock)
+    conductor = assembly.build_conductor(cfg, synth, models, panel,
+                                         outputs=Outputs(records=[notes]), clock=clock)
     first, second = human_script(seed)
     edges = _edges(first, 0.5)
     second_started = False
@@ -102,7 +96,7 @@ def render_duet(cfg: Config, seed: int = 7):
             if (not second_started and not edges and conductor.stats["replies"] == 1
                     and conductor.turn is Turn.AI):
                 # the player comes back in while the AI is still answering: an interrupt
-                reply_end = conductor._reply.end if conductor._reply else now
+                reply_end = conductor.reply.end if conductor.reply else now
                 edges = _edges(second, now + max(0.3, reply_end - now - 0.5))
                 second_started = True
             start = synth.frame

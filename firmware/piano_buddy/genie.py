@@ -58,7 +58,8 @@ class GenieDecoder:
     """
 
     def __init__(self, path: str | Path | None = None,
-                 rng: np.random.Generator | None = None, prefer: str | None = None):
+                 rng: np.random.Generator | None = None, prefer: str | None = None,
+                 num_threads: int = 1):
         from .paths import model_path
         from .tflite import load_interpreter, tensor_index
 
@@ -66,7 +67,7 @@ class GenieDecoder:
         self.interp = load_interpreter(
             self.path,
             expect_inputs={"features": (1, FEATURES), "state": (1, STATE_SIZE)},
-            prefer=prefer)
+            num_threads=num_threads, prefer=prefer)
         details_in = self.interp.get_input_details()
         self._features_idx = tensor_index(details_in, "features")
         self._state_idx = tensor_index(details_in, "state")

@@ -24,10 +24,51 @@ ERROR_BLINK = (0.08, 0.12)       # fast flicker of the turn LED + every other bu
 MOCK_HISTORY = 200               # pin states a mock pin remembers (for tests and the view)
 
 
-def has_gpio() -> bool:
-    """True on a machine with a GPIO chip that gpiozero can drive."""
+def choose_pin_factory(clock: Callable[[], float] = time.monotonic):
+    """The pin factory to drive the panel with, and a line saying which and why.
+
+    Chosen as gpiozero chooses: ``GPIOZERO_PIN_FACTORY`` first ("mock" gives our debounced
+    mock pins), else the first real driver that loads (lgpio, RPi.GPIO, pigpio, native) and
+    can name the board. A Linux machine with a GPIO chip that is not a Pi, or a Pi without a
+    driver installed, falls back to mock pins (the simulator) with the reason, instead of
+    failing to start.
+    """
     import glob
-    return bool(glob.glob("/dev/gpiochip*"))
+    import os
+    import warnings
+
+    name = os.environ.get("GPIOZERO_PIN_FACTORY", "").strip()
+    if name.lower() == "mock":
+        return mock_factory(clock), "mock pins (GPIOZERO_PIN_FACTORY=mock)"
+    if not name and not glob.glob("/dev/gpiochip*"):
+        return mock_factory(clock), "mock pins (no GPIO chip on this machine)"
+    from gpiozero import Device
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")        # gpiozero warns for each driver it skips
+            factory = Device._default_pin_factory()
+            try:
+                board = factory.board_info         # a non-Pi fails here, not at the first pin
+            except Exception:
+                factory.close()
+                raise
+        return factory, f"{type(factory).__name__} on {getattr(board, 'model', 'a Pi')}"
+    except Exception as exc:
+        return mock_factory(clock), (f"mock pins (GPIO unusable here: {type(exc).__name__}: "
+                                     f"{exc})")
+
+
+def has_gpio() -> bool:
+    """True where real pins drive the panel (see :func:`choose_pin_factory`)."""
+    factory, _why = choose_pin_factory()
+    real = not isinstance(factory, _mock_factory_class())
+    factory.close()
+    return real
+
+
+def _mock_factory_class():
+    from gpiozero.pins.mock import MockFactory
+    return MockFactory
 
 
 def mock_factory(clock: Callable[[], float] = time.monotonic):

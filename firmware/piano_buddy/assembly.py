@@ -1,0 +1,95 @@
+"""Every part built from the config in one place: the box, the demo, selftest, the test rig
+and the benchmarks all call these, so what they measure and test is what the box runs.
+
+Each builder takes the config and what only its caller can know (a clock, a random
+generator, a pin factory, an output list); nothing here starts a thread.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .config import Config
+
+
+def models_folder(cfg: Config) -> Path:
+    from . import paths
+    return Path(cfg.models.directory) if cfg.models.directory else paths.models_dir()
+
+
+@dataclass
+class Models:
+    genie: object          # GenieDecoder
+    melody: object         # MelodyModel
+    folder: Path
+    backend: str           # the TFLite interpreter package that loaded them
+
+
+def load_models(cfg: Config, rng: np.random.Generator | None = None,
+                prefer: str | None = None) -> Models:
+    """Both models from the configured folder; :class:`~piano_buddy.errors.ModelError`
+    names the file and what is wrong with it."""
+    from .genie import GenieDecoder
+    from .melody import MelodyModel
+    from .tflite import interpreter_class
+
+    folder = models_folder(cfg)
+    rng = rng if rng is not None else np.random.default_rng()
+    threads = cfg.models.threads
+    genie = GenieDecoder(folder / "genie.tflite", rng=rng, prefer=prefer, num_threads=threads)
+    melody = MelodyModel(folder / "melody.tflite", rng=rng, prefer=prefer, num_threads=threads)
+    return Models(genie, melody, folder, interpreter_class(prefer)[0])
+
+
+def build_synth(cfg: Config, *, channels: int = 2, block_frames: int | None = None):
+    from .synth import Synth
+    a = cfg.audio
+    return Synth(sample_rate=a.sample_rate, block_frames=block_frames or a.period_frames,
+                 channels=channels, voices=a.voices, ceiling_dbfs=a.ceiling_dbfs, gain=a.volume)
+
+
+def alsa_sink_factory(cfg: Config, device: str | None = None) -> Callable[[], object]:
+    """A function that makes the configured ALSA sink (the audio thread opens it, and makes
+    a new one each time it reconnects)."""
+    from .audio_out import AlsaSink
+    a = cfg.audio
+    name = a.device if device is None else device
+    return lambda: AlsaSink(name, sample_rate=a.sample_rate, channels=2,
+                            period_frames=a.period_frames, periods=a.periods)
+
+
+def wav_fallback_factory(cfg: Config) -> Callable[[], object] | None:
+    """``audio.wav_fallback``: a WAV file, paced at real time, that plays while no ALSA
+    device is there (None when the setting is empty)."""
+    from .audio_out import WavSink
+    a = cfg.audio
+    if not a.wav_fallback:
+        return None
+    return lambda: WavSink(a.wav_fallback, sample_rate=a.sample_rate, channels=2,
+                           realtime=True)
+
+
+def build_audio_thread(cfg: Config, synth, open_sink: Callable[[], object] | None = None, *,
+                       on_status=None, realtime_priority: int | None = 70):
+    from .audio_out import AudioThread
+    return AudioThread(synth, open_sink or alsa_sink_factory(cfg),
+                       retry_seconds=cfg.audio.retry_seconds, on_status=on_status,
+                       fallback_sink=wav_fallback_factory(cfg),
+                       realtime_priority=realtime_priority)
+
+
+def build_panel(cfg: Config, post, *, pin_factory, clock, on_volume=None):
+    from .panel import Panel
+    return Panel(cfg.panel, post, clock=clock, pin_factory=pin_factory, on_volume=on_volume,
+                 volume=cfg.audio.volume)
+
+
+def build_conductor(cfg: Config, synth, models: Models, panel, *, outputs=None,
+                    clock: Callable[[], float]):
+    from .conductor import Conductor
+    return Conductor(cfg, synth, models.genie, models.melody, panel, outputs=outputs,
+                     clock=clock, sample_rate=cfg.audio.sample_rate)

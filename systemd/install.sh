@@ -136,7 +136,7 @@ install_files() {
     install -d -m 0755 "$ROOT$OPT" "$ROOT$MODELS" "$ROOT$ETC" "$ROOT/etc/default" \
         "$ROOT/etc/systemd/system/multi-user.target.wants"
     local n=0 f
-    for f in "$SRC"/models_tflite/*.tflite "$SRC"/models_tflite/*.md; do
+    for f in "$SRC"/models_tflite/*.tflite "$SRC"/models_tflite/*.md "$SRC"/models_tflite/MANIFEST.sha256; do
         [ -e "$f" ] || continue
         install -m 0644 "$f" "$ROOT$MODELS/"
         n=$((n + 1))
@@ -158,8 +158,9 @@ install_files() {
     if [ ! -f "$ROOT$DEFAULTS" ]; then
         cat > "$ROOT$DEFAULTS" <<'EOF'
 # Environment of piano-buddy.service (read at each start).
-# Extra arguments after `piano-buddy --config /etc/piano-buddy/config.toml run --mode box`:
-#PIANO_BUDDY_ARGS=
+# Extra arguments after `piano-buddy --config /etc/piano-buddy/config.toml run --mode box`,
+# e.g. another config file:
+#PIANO_BUDDY_ARGS="--config /etc/piano-buddy/test.toml"
 # Log level (DEBUG, INFO, WARNING):
 #PIANO_BUDDY_LOG=INFO
 EOF

@@ -89,3 +89,42 @@ def test_config_option_works_before_and_after_the_command(tmp_path):
     assert _parser().parse_args(["--config", str(p), "run"]).config == p
     assert _parser().parse_args(["run", "--config", str(p)]).config == p
     assert _parser().parse_args(["run"]).config is None
+
+
+def test_a_file_that_is_not_utf8_is_a_config_error(tmp_path):
+    """Defect: a config saved as Latin-1 gave a traceback and exit 1."""
+    path = tmp_path / "config.toml"
+    path.write_bytes('[midi]\noutput_name = "Klavier Sälchen"\n'.encode("latin-1"))
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        load(path)
+
+
+def test_the_cli_exits_2_for_a_file_that_is_not_utf8(tmp_path, capsys):
+    from piano_buddy import cli
+    path = tmp_path / "config.toml"
+    path.write_bytes(b"[turns]\npause = 0.8 # \xe9\n")
+    assert cli.main(["--config", str(path), "run", "--mode", "demo"]) == 2
+    assert "not UTF-8" in capsys.readouterr().err
+
+
+def test_a_moved_key_says_where_it_went():
+    with pytest.raises(ConfigError, match="turns.session_idle"):
+        from_dict({"recording": {"idle_seconds": 120}})
+
+
+def test_every_config_key_has_a_reader():
+    """A setting nobody reads is a lie in the documentation: each key of each section is
+    read somewhere in the firmware as ``<section>.<key>`` (e.g. ``cfg.audio.volume``,
+    ``a.volume`` after ``a = cfg.audio``) or passed on by name."""
+    import dataclasses
+    import re
+    from pathlib import Path
+
+    source = "\n".join(p.read_text() for p in Path(config.__file__).parent.rglob("*.py")
+                       if p.name != "config.py")
+    missing = []
+    for section in dataclasses.fields(Config):
+        for f in dataclasses.fields(section.default_factory()):
+            if not re.search(rf"\.{f.name}\b", source):
+                missing.append(f"{section.name}.{f.name}")
+    assert not missing, f"config keys nothing reads: {missing}"

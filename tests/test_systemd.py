@@ -112,6 +112,38 @@ def test_the_exec_start_command_line_is_one_the_firmware_accepts():
     assert str(args.config) == "/etc/piano-buddy/config.toml"
 
 
+def _documented_settings() -> list[tuple[str, str]]:
+    """Every NAME=value example the unit and the installed defaults file show."""
+    found = []
+    for text in (UNIT.read_text(), (REPO / "systemd" / "install.sh").read_text()):
+        for m in re.finditer(r"(PIANO_BUDDY_(?:ARGS|LOG))=(\"[^\"]*\"|[^\s);,]+)", text):
+            value = m.group(2).strip('"')
+            if value and value != "$PIANO_BUDDY_ARGS":
+                found.append((m.group(1), value))
+    return found
+
+
+def test_every_documented_setting_is_one_the_firmware_accepts(capsys):
+    """Defect: the unit's own example, PIANO_BUDDY_ARGS=--verbose, was not an option: exit 2,
+    restarted by systemd every 2 s."""
+    import logging
+
+    from piano_buddy import cli
+
+    (exec_start,) = unit_settings(UNIT.read_text())["ExecStart"]
+    base = [a for a in shlex.split(exec_start) if not a.startswith("$")][1:]
+    examples = _documented_settings()
+    assert {name for name, _ in examples} == {"PIANO_BUDDY_ARGS", "PIANO_BUDDY_LOG"}
+    for name, value in examples:
+        if name == "PIANO_BUDDY_ARGS":
+            try:
+                cli._parser().parse_args(base + shlex.split(value))
+            except SystemExit:
+                raise AssertionError(f"{name}={value}: {capsys.readouterr().err}") from None
+        else:
+            assert isinstance(logging.getLevelName(value), int), f"{name}={value}"
+
+
 def test_real_time_limit_covers_the_priority_the_audio_thread_asks_for():
     from piano_buddy.audio_out import AudioThread
 

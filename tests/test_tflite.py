@@ -76,6 +76,55 @@ def test_flipped_bytes_never_crash_the_loader(tmp_path):
             assert str(path) in str(exc)
 
 
+def test_one_flipped_bit_is_caught_by_the_manifest(tmp_path):
+    """Defect: a model with one flipped bit in its weights loaded and played. Shipped folders
+    carry MANIFEST.sha256; the box refuses a file that does not match, exit 3."""
+    import shutil
+
+    from piano_buddy.tflite import write_manifest
+    for name in ("genie.tflite", "melody.tflite"):
+        shutil.copy(model_path(name), tmp_path / name)
+    write_manifest(tmp_path)
+    MelodyModel(tmp_path / "melody.tflite")                 # intact: loads
+    data = bytearray(MELODY.read_bytes())
+    data[len(data) // 2] ^= 0x10                            # deep in the weights
+    (tmp_path / "melody.tflite").write_bytes(bytes(data))
+    with pytest.raises(ModelError, match=r"melody.tflite does not match its checksum"):
+        MelodyModel(tmp_path / "melody.tflite")
+    (tmp_path / "extra.tflite").write_bytes(MELODY.read_bytes())
+    with pytest.raises(ModelError, match=r"extra.tflite is not listed in"):
+        MelodyModel(tmp_path / "extra.tflite")
+
+
+def test_the_committed_manifest_matches_the_committed_models():
+    from piano_buddy.tflite import read_manifest
+    import hashlib
+    folder = MELODY.parent
+    digests = read_manifest(folder)
+    assert digests is not None, "models_tflite/MANIFEST.sha256 is missing (make models)"
+    assert set(digests) == {p.name for p in folder.glob("*.tflite")}
+    for name, digest in digests.items():
+        assert hashlib.sha256((folder / name).read_bytes()).hexdigest() == digest, \
+            f"{name} changed: regenerate the manifest (make models writes it)"
+
+
+def test_a_flipped_bit_stops_the_box_with_exit_3(tmp_path, monkeypatch, capsys):
+    import shutil
+
+    from piano_buddy import app, cli
+    from piano_buddy.tflite import write_manifest
+    for name in ("genie.tflite", "melody.tflite"):
+        shutil.copy(model_path(name), tmp_path / name)
+    write_manifest(tmp_path)
+    data = bytearray((tmp_path / "genie.tflite").read_bytes())
+    data[-100] ^= 0x01
+    (tmp_path / "genie.tflite").write_bytes(bytes(data))
+    monkeypatch.setenv("PIANO_BUDDY_MODELS", str(tmp_path))
+    monkeypatch.setattr(app, "MODEL_ERROR_SHOW_SECONDS", 0.0)
+    assert cli.main(["run", "--mode", "demo"]) == 3
+    assert "genie.tflite does not match its checksum" in capsys.readouterr().err
+
+
 def test_wrong_model_for_the_melody_slot_names_the_file(tmp_path):
     path = tmp_path / "melody.tflite"
     path.write_bytes(GENIE.read_bytes())

@@ -70,7 +70,14 @@ class TurnsConfig:
     highest_key: int = _spec(PIANO_HIGHEST, lo=PIANO_LOWEST, hi=PIANO_HIGHEST,
                              help="highest MIDI note the buttons may play")
     session_idle: float = _spec(60.0, lo=5.0, hi=3600.0,
-                                help="seconds without play after which a new visitor starts fresh")
+                                help="seconds without play that end the session: its recording "
+                                     "is written and the next visitor starts fresh")
+    max_hold: float = _spec(60.0, lo=5.0, hi=3600.0,
+                            help="a key held longer than this is released (a lost key-off or "
+                                 "a wedged button)")
+    pedal_timeout: float = _spec(10.0, lo=1.0, hi=600.0,
+                                 help="a sustain pedal held this long with no key played "
+                                      "counts as up (a pedal of the other polarity)")
 
 
 @dataclass(frozen=True)
@@ -78,8 +85,9 @@ class AudioConfig:
     device: str = _spec("default", help="ALSA device name")
     sample_rate: int = _spec(48000, choices=(44100, 48000), help="frames per second")
     period_frames: int = _spec(128, choices=(64, 128, 256, 512), help="ALSA period size")
-    periods: int = _spec(4, lo=2, hi=8, help="ALSA periods in the buffer (headroom against "
-                                            "underruns; latency is set by period_frames)")
+    periods: int = _spec(4, lo=2, hi=8, help="ALSA periods in the buffer: the latency is "
+                                            "period_frames x periods; raise periods first if "
+                                            "it underruns")
     voices: int = _spec(16, lo=1, hi=64, help="polyphony")
     ceiling_dbfs: float = _spec(-6.0, lo=-40.0, hi=0.0, help="output never exceeds this level")
     volume: float = _spec(0.8, lo=0.0, hi=1.0, help="master volume at start")
@@ -108,7 +116,6 @@ class RecordingConfig:
     enabled: bool = _spec(True, help="write every session as a .mid file")
     folder: str = _spec("/var/lib/piano-buddy/recordings", help="where recordings go")
     max_mb: float = _spec(200.0, lo=1.0, hi=100000.0, help="folder size cap; oldest removed")
-    idle_seconds: float = _spec(120.0, lo=5.0, hi=86400.0, help="idle time that ends a session")
 
 
 @dataclass(frozen=True)
@@ -154,12 +161,21 @@ def _check_value(key: str, value: Any, hint: Any, meta: dict) -> Any:
     return value
 
 
+# Keys that moved: the message says where (a typo and a renamed key both stop the box).
+MOVED_KEYS = {"recording.idle_seconds": "turns.session_idle (one idle time ends both the "
+                                        "visitor's session and its recording)"}
+
+
 def _build_section(name: str, cls: type, table: Any):
     if not isinstance(table, dict):
         raise ConfigError(f"[{name}] must be a table, not {table!r}")
     hints = get_type_hints(cls)
     known = {f.name: f for f in fields(cls)}
     unknown = sorted(set(table) - set(known))
+    for key in unknown:
+        if f"{name}.{key}" in MOVED_KEYS:
+            raise ConfigError(f"{name}.{key} is no longer a setting: use "
+                              f"{MOVED_KEYS[name + '.' + key]}")
     if unknown:
         raise ConfigError(f"unknown key {name}.{unknown[0]}: [{name}] allows "
                           + ", ".join(sorted(known)))
@@ -229,6 +245,9 @@ def load(path: str | Path | None = None) -> Config:
         raise ConfigError(f"config file {path} does not exist") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {path} is not UTF-8 text (byte {exc.start}: "
+                          f"{exc.object[exc.start:exc.start + 1]!r}); save it as UTF-8") from None
     except OSError as exc:
         raise ConfigError(f"config file {path} cannot be read: {exc.strerror}") from None
     try:

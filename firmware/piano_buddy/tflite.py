@@ -3,10 +3,17 @@
 ``tflite_runtime`` (2.14, Python <= 3.11, numpy < 2) is tried first, then its successor
 ``ai_edge_litert``. Every failure becomes a :class:`ModelError` that names the file and what
 is wrong with it, so a technician reading the journal knows what to replace.
+
+A model folder carries ``MANIFEST.sha256`` (``sha256sum`` format, written by ``make models``
+and by :func:`write_manifest`): each model is checked against it at load, so a file with one
+flipped bit - SD cards in museum boxes do corrupt - is refused like a truncated one instead of
+playing with wrong weights. A folder without a manifest (a model under development) is loaded
+unchecked; a model missing from a folder's manifest is refused.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -18,6 +25,53 @@ _BACKENDS = (
     ("ai_edge_litert", "ai_edge_litert.interpreter"),
 )
 FLATBUFFER_IDENTIFIER = b"TFL3"
+MANIFEST_NAME = "MANIFEST.sha256"
+
+
+def read_manifest(folder: Path) -> dict[str, str] | None:
+    """{file name: sha256 hex} from ``folder``'s manifest, or None when it has none."""
+    path = Path(folder) / MANIFEST_NAME
+    try:
+        text = path.read_text(encoding="ascii")
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ModelError(f"model manifest {path} cannot be read: {exc}") from None
+    digests = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        digest, _, name = line.partition("  ")
+        if len(digest) != 64 or not name:
+            raise ModelError(f"model manifest {path}, line {number}: expected "
+                             f"'<sha256>  <file>', got {line!r}")
+        digests[name.strip()] = digest.lower()
+    return digests
+
+
+def write_manifest(folder: Path, names: Sequence[str] | None = None) -> Path:
+    """Write ``folder``'s manifest for ``names`` (default: every .tflite there)."""
+    folder = Path(folder)
+    names = sorted(names if names is not None else (p.name for p in folder.glob("*.tflite")))
+    lines = [f"{hashlib.sha256((folder / n).read_bytes()).hexdigest()}  {n}\n" for n in names]
+    path = folder / MANIFEST_NAME
+    path.write_text("".join(lines), encoding="ascii")
+    return path
+
+
+def check_against_manifest(path: Path, data: bytes) -> None:
+    digests = read_manifest(path.parent)
+    if digests is None:
+        return
+    want = digests.get(path.name)
+    if want is None:
+        raise ModelError(f"model file {path} is not listed in {path.parent / MANIFEST_NAME}: "
+                         f"not a model this firmware was shipped with")
+    got = hashlib.sha256(data).hexdigest()
+    if got != want:
+        raise ModelError(f"model file {path} does not match its checksum in "
+                         f"{MANIFEST_NAME} (sha256 {got[:12]}..., expected {want[:12]}...): "
+                         f"the file is corrupt; reinstall it")
 
 
 def interpreter_class(prefer: str | None = None):
@@ -51,6 +105,7 @@ def load_interpreter(path: str | Path, *,
     if len(data) < 16 or data[4:8] != FLATBUFFER_IDENTIFIER:
         raise ModelError(f"model file {path} is not a TFLite model "
                          f"({len(data)} bytes, no 'TFL3' identifier): corrupt or truncated")
+    check_against_manifest(path, data)
     backend, cls = interpreter_class(prefer)
     try:
         interp = cls(model_content=data, num_threads=num_threads)

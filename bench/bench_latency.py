@@ -8,6 +8,10 @@ note's stamp (the button edge time). So:
 
 - button-to-stream = (time the block holding the note's first sample went to pcm.write)
   - (time of the button edge in the gpiozero callback);
+- button-to-DAC = button-to-stream + the frames queued ahead of that sample in the ALSA
+  buffer (``queued_frames()``, i.e. the buffer's fill read right after the write, less the
+  block, plus the sample's place in its block), which is when a card that drains sample by
+  sample plays it. Every press counts: the synth's started-notes ring is read after each one;
 - pause-to-AI = (time the block holding the AI's first sample went to pcm.write)
   - (the last release + the configured pause).
 """
@@ -21,15 +25,17 @@ import numpy as np
 
 from . import Figure
 
-SR, PERIOD = 48000, 128
+SR = 48000
 
 
 class TimedSink:
-    """An AlsaSink that notes (first frame, monotonic time) of every write."""
+    """An AlsaSink that notes, for every write, its first frame, when the call was made,
+    when it returned, and the buffer's fill right after it."""
 
-    def __init__(self, inner):
-        self.inner = inner
+    def __init__(self, inner, period: int):
+        self.inner, self.period = inner, period
         self.log: list[tuple[int, float]] = []
+        self.after: dict[int, tuple[float, int | None, int]] = {}
         self.frames = 0
 
     def open(self):
@@ -37,9 +43,22 @@ class TimedSink:
         return self
 
     def write(self, block):
-        self.log.append((self.frames, time.monotonic()))
+        start = self.frames
+        self.log.append((start, time.monotonic()))
         self.frames += len(block)
         self.inner.write(block)
+        self.after[start] = (time.monotonic(), self.inner.queued_frames(), len(block))
+
+    def when_at_dac(self, frame: int) -> float | None:
+        """When ``frame`` leaves the buffer: the write's return + what was queued ahead."""
+        for start, _t in self.log:
+            if start <= frame < start + self.period:
+                got = self.after.get(start)
+                if got is None or got[1] is None:
+                    return None
+                t, queued, n = got
+                return t + (queued - n + (frame - start)) / SR
+        return None
 
     def __getattr__(self, name):
         return getattr(self.inner, name)
@@ -49,7 +68,7 @@ class TimedSink:
 
     def when_written(self, frame: int) -> float | None:
         for start, t in self.log:
-            if start <= frame < start + PERIOD:
+            if start <= frame < start + self.period:
                 return t
         return None
 
@@ -66,21 +85,29 @@ def run(quick: bool = False) -> list[Figure]:
     reason = jack_missing_reason()
     if reason:
         return [Figure("latency", f"skipped: {reason}", float("nan"), "")]
+    import os
     cfg = Config()
-    cfg = dataclasses.replace(cfg, midi=dataclasses.replace(cfg.midi, enabled=False),
+    # the buffer under test: the config's default, or BENCH_PERIOD_FRAMES x BENCH_PERIODS
+    audio = dataclasses.replace(
+        cfg.audio, period_frames=int(os.environ.get("BENCH_PERIOD_FRAMES",
+                                                     cfg.audio.period_frames)),
+        periods=int(os.environ.get("BENCH_PERIODS", cfg.audio.periods)))
+    cfg = dataclasses.replace(cfg, audio=audio,
+                              midi=dataclasses.replace(cfg.midi, enabled=False),
                               recording=dataclasses.replace(cfg.recording, enabled=False))
+    PERIOD = audio.period_frames
     presses = 40 if quick else 200
     replies = 3 if quick else 10
     press_ms: list[float] = []
+    dac_ms: list[float] = []
     pause_ms: list[float] = []
     with JackServer(period=PERIOD, realtime=True) as jack:
-        import os
         os.environ.update(jack.env_vars())
         sinks: list[TimedSink] = []
 
         def open_sink():
             s = TimedSink(AlsaSink("default", sample_rate=SR, channels=2, period_frames=PERIOD,
-                                   periods=cfg.audio.periods))
+                                   periods=cfg.audio.periods), PERIOD)
             sinks.append(s)
             return s
         factory = mock_factory()
@@ -90,20 +117,26 @@ def run(quick: bool = False) -> list[Figure]:
         try:
             time.sleep(0.5)
             pins = [factory.pin(p) for p in cfg.panel.buttons]
-            # button edge -> stream: presses at random phases of the audio period
+            # button edge -> stream and -> DAC: presses at random phases of the period;
+            # the synth's ring of started notes is read after each press, so all count
+            started: dict[tuple[float, int], None] = {}
             for i in range(presses):
                 b = i % 8
                 time.sleep(float(rng.uniform(0.02, 0.05)))
                 pins[b].drive_low()
                 time.sleep(0.03)
                 pins[b].drive_high()   # gaps stay far below the pause: no AI turn here
+                started.update(dict.fromkeys(box.synth.started()))
             time.sleep(0.1)
-            starts = [(stamp, frame) for stamp, frame in box.synth.started()]
+            started.update(dict.fromkeys(box.synth.started()))
             sink = sinks[-1]
-            for stamp, frame in starts[-min(len(starts), presses):]:
+            for stamp, frame in started:
                 t = sink.when_written(frame)
                 if t is not None and stamp is not None:
                     press_ms.append((t - stamp) * 1000)
+                    at_dac = sink.when_at_dac(frame)
+                    if at_dac is not None:
+                        dac_ms.append((at_dac - stamp) * 1000)
             # end of pause -> the AI's first sample in the stream
             box.conductor.silence_everything()
             for _ in range(replies):
@@ -134,10 +167,16 @@ def run(quick: bool = False) -> list[Figure]:
     if press_ms:
         a = np.array(press_ms)
         out += [Figure("latency", "button edge -> stream, median", float(np.median(a)), "ms",
-                       period_ms + 1, note=f"{len(a)} presses, 128-frame periods"),
+                       period_ms + 1, note=f"{len(a)} presses, {PERIOD}-frame periods"),
                 Figure("latency", "button edge -> stream, p99", float(np.percentile(a, 99)),
                        "ms", period_ms + 1),
                 Figure("latency", "button edge -> stream, max", float(a.max()), "ms")]
+    if dac_ms:
+        a = np.array(dac_ms)
+        out += [Figure("latency", "button edge -> DAC, median", float(np.median(a)), "ms",
+                       note=f"{len(a)} presses; {PERIOD} x {cfg.audio.periods} frames"),
+                Figure("latency", "button edge -> DAC, p99", float(np.percentile(a, 99)), "ms",
+                       7.0)]
     if pause_ms:
         a = np.array(pause_ms)
         out += [Figure("latency", "pause end -> AI's first sample, median",

@@ -14,4 +14,6 @@ def test_short_soak_keeps_every_promise():
     from bench import soak
     result = soak.run(minutes=1.0, seed=1)
     assert result["cycles"] >= 2
+    assert result["recordings"] >= result["cycles"]
+    # xruns and device stalls are timing, reported here and held to 0 by `make soak`
     assert not result["failures"], result["failures"]

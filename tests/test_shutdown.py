@@ -96,3 +96,41 @@ def test_the_recording_is_saved_whatever_another_part_raises(tmp_path, monkeypat
     box.close()
     (rec,) = list_recordings(tmp_path)
     assert rec.n_player_notes == 4
+
+
+@pytest.mark.jack
+@pytest.mark.slow
+def test_a_jack_restart_with_midi_on_then_a_stop_keeps_the_recording(jack_server, tmp_path):
+    """Defect: a JACK server killed and restarted (the desktop path) crashed the firmware in
+    Box.close() while it closed MIDI input, before the recorder closed (the session was lost);
+    MIDI out never came back."""
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).with_name("scenarios") / "jack_restart_then_stop.py"
+    env = jack_server.env()
+    env["MIDO_BACKEND"] = "mido.backends.rtmidi/UNIX_JACK"
+    env.pop("PIANO_BUDDY_MIDI", None)
+    proc = subprocess.Popen([sys.executable, str(script), str(tmp_path / "rec")], env=env,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "PLAYED"
+        jack_server.stop()
+        time.sleep(3)                    # the watchers notice the server is gone
+        jack_server.start()
+        proc.stdin.write("restarted\n")
+        proc.stdin.flush()
+        reopened = proc.stdout.readline().strip()
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err[-3000:]
+    assert "CLOSED" in out
+    assert reopened == "REOPENED True", err[-3000:]
+    (rec,) = list_recordings(tmp_path / "rec")
+    assert rec.n_player_notes == 3

@@ -68,7 +68,7 @@ class ErrorCounter(logging.Handler):
         self.records.append(self.format(record))
 
 
-def run(minutes: float, seed: int = 0, out=print) -> dict:
+def run(minutes: float, seed: int = 0, out=print, progress: bool = False) -> dict:
     import gc
 
     from piano_buddy import midi_fake
@@ -89,14 +89,20 @@ def run(minutes: float, seed: int = 0, out=print) -> dict:
     rng = np.random.default_rng(seed)
     result: dict = {"cycles": 0, "failures": []}
     fail = result["failures"].append
-    with tempfile.TemporaryDirectory() as tmp, JackServer(realtime=True) as jack:
+    from piano_buddy.config import AudioConfig
+    # the buffer under test: the config's default, or BENCH_PERIOD_FRAMES x BENCH_PERIODS
+    period = int(os.environ.get("BENCH_PERIOD_FRAMES", AudioConfig().period_frames))
+    periods = int(os.environ.get("BENCH_PERIODS", AudioConfig().periods))
+    result["buffer"] = f"{period} x {periods} frames"
+    with tempfile.TemporaryDirectory() as tmp, JackServer(period=period, realtime=True) as jack:
         os.environ.update(jack.env_vars())
         old_midi = os.environ.get("PIANO_BUDDY_MIDI")
         os.environ["PIANO_BUDDY_MIDI"] = "fake"       # the real MIDI code on in-process ports
         keyboard = midi_fake.keyboard("Soak Keyboard")
         cfg = Config()
         cfg = dataclasses.replace(
-            cfg, turns=dataclasses.replace(cfg.turns, session_idle=5.0),
+            cfg, audio=dataclasses.replace(cfg.audio, period_frames=period, periods=periods),
+            turns=dataclasses.replace(cfg.turns, session_idle=5.0),
             recording=dataclasses.replace(cfg.recording, folder=str(Path(tmp) / "rec")))
         factory = mock_factory()
         box = Box(cfg, pin_factory=factory, seed=seed)
@@ -204,6 +210,10 @@ def run(minutes: float, seed: int = 0, out=print) -> dict:
                 if c.held_pitches:
                     fail(f"cycle {result['cycles']}: conductor still holds {c.held_pitches}")
                 result["cycles"] += 1
+                if progress:
+                    out(f"  cycle {result['cycles']}: RSS {rss_mb():.1f} MB, xruns "
+                        f"{box.audio.xruns}, replies {c.stats['replies']}, errors "
+                        f"{c.stats['errors']}, {time.strftime('%H:%M:%S')}")
                 if baseline_rss is None:
                     baseline_rss, baseline_xruns = rss_mb(), box.audio.xruns
                 if time.monotonic() >= deadline and result["cycles"] >= 2:
@@ -254,7 +264,7 @@ def run(minutes: float, seed: int = 0, out=print) -> dict:
         fail("exceptions in threads: " + "; ".join(thread_errors[:5]))
     if errors.records:
         fail("logged errors: " + " | ".join(errors.records[:5]))
-    out(f"soak: {minutes:g} min, {result['cycles']} cycles, RSS growth "
+    out(f"soak: {minutes:g} min, {result['buffer']}, {result['cycles']} cycles, RSS growth "
         f"{result.get('rss_growth_mb', float('nan')):+.2f} MB, steady xruns "
         f"{result.get('steady_xruns')}, max input queue {result.get('max_input_queue')}, "
         f"replies {c.stats['replies']}, interrupts {c.stats['interrupts']}, "
@@ -275,7 +285,8 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    res = run(args.minutes, args.seed)
+    res = run(args.minutes, args.seed, out=lambda line: print(line, flush=True),
+              progress=True)
     return 1 if res["failures"] or res["timing"] else 0
 
 

@@ -68,7 +68,10 @@ class ErrorCounter(logging.Handler):
         self.records.append(self.format(record))
 
 
-def run(minutes: float, seed: int = 0, out=print, progress: bool = False) -> dict:
+def run(minutes: float, seed: int = 0, out=print, progress: bool = False,
+        buffer: tuple[int, int] | None = None) -> dict:
+    """``buffer`` (period frames, periods): default the config's, or BENCH_PERIOD_FRAMES x
+    BENCH_PERIODS."""
     import gc
 
     from piano_buddy import midi_fake
@@ -91,8 +94,9 @@ def run(minutes: float, seed: int = 0, out=print, progress: bool = False) -> dic
     fail = result["failures"].append
     from piano_buddy.config import AudioConfig
     # the buffer under test: the config's default, or BENCH_PERIOD_FRAMES x BENCH_PERIODS
-    period = int(os.environ.get("BENCH_PERIOD_FRAMES", AudioConfig().period_frames))
-    periods = int(os.environ.get("BENCH_PERIODS", AudioConfig().periods))
+    period, periods = buffer or (
+        int(os.environ.get("BENCH_PERIOD_FRAMES", AudioConfig().period_frames)),
+        int(os.environ.get("BENCH_PERIODS", AudioConfig().periods)))
     result["buffer"] = f"{period} x {periods} frames"
     with tempfile.TemporaryDirectory() as tmp, JackServer(period=period, realtime=True) as jack:
         os.environ.update(jack.env_vars())
@@ -181,7 +185,10 @@ def run(minutes: float, seed: int = 0, out=print, progress: bool = False) -> dic
                     keyboard.send([0x80, int(pitch), 0])
                 time.sleep(float(rng.uniform(1.0, 3.0)))
 
-        scale = max(0.05, minutes / 8)     # an 8-minute soak runs each part at full length
+        # an 8-minute cycle runs each part at full length; shorter soaks shrink the parts,
+        # longer ones run more cycles (so the RSS drift is measured over many)
+        scale = min(1.0, max(0.05, minutes / 8))
+
         def idle(seconds):                     # long enough for the reply, then the session ends
             t = cfg.turns
             time.sleep(max(seconds, t.pause + t.reply_max + t.session_idle + 1.0))

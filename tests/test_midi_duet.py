@@ -24,6 +24,11 @@ try:
 except ImportError:
     from test_midi import JACK, Synth, jack_backend, jack_connect, summary, wait_until
 
+try:
+    from tests.rig import TEST_BUFFER
+except ImportError:
+    from rig import TEST_BUFFER
+
 PHRASE = [60, 62, 64, 65, 67]
 
 
@@ -34,7 +39,8 @@ def test_keyboard_phrase_ai_answer_midi_out_and_recording(jack_server, tmp_path,
     cfg = Config()
     cfg = dataclasses.replace(
         cfg, midi=dataclasses.replace(cfg.midi, enabled=True, player_channel=3, ai_channel=7),
-        recording=dataclasses.replace(cfg.recording, enabled=True, folder=str(tmp_path / "rec")))
+        recording=dataclasses.replace(cfg.recording, enabled=True, folder=str(tmp_path / "rec")),
+        audio=dataclasses.replace(cfg.audio, **TEST_BUFFER))
     synth = Synth()
     box = Box(cfg, pin_factory=mock_factory(), seed=5)
     kb = None

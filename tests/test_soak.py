@@ -12,7 +12,9 @@ def test_short_soak_keeps_every_promise():
     if reason:
         pytest.skip(reason)
     from bench import soak
-    result = soak.run(minutes=1.0, seed=1)
+    from tests.rig import TEST_BUFFER
+    result = soak.run(minutes=1.0, seed=1,
+                      buffer=(TEST_BUFFER["period_frames"], TEST_BUFFER["periods"]))
     assert result["cycles"] >= 2
     assert result["recordings"] >= result["cycles"]
     # xruns and device stalls are timing, reported here and held to 0 by `make soak`

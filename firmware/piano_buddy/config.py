@@ -84,8 +84,10 @@ class TurnsConfig:
 class AudioConfig:
     device: str = _spec("default", help="ALSA device name")
     sample_rate: int = _spec(48000, choices=(44100, 48000), help="frames per second")
-    period_frames: int = _spec(128, choices=(64, 128, 256, 512), help="ALSA period size")
-    periods: int = _spec(4, lo=2, hi=8, help="ALSA periods in the buffer: the latency is "
+    # 64 x 3 by measurement (bench/README.md): button edge -> DAC p99 6.0 ms, where 128 x 2
+    # gave 8.3 and 128 x 4 gave 14
+    period_frames: int = _spec(64, choices=(64, 128, 256, 512), help="ALSA period size")
+    periods: int = _spec(3, lo=2, hi=8, help="ALSA periods in the buffer: the latency is "
                                             "period_frames x periods; raise periods first if "
                                             "it underruns")
     voices: int = _spec(16, lo=1, hi=64, help="polyphony")

@@ -22,7 +22,8 @@ from piano_buddy.panel import mock_factory
 
 def main() -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
-    cfg = from_dict({"recording": {"folder": sys.argv[1]}})
+    cfg = from_dict({"recording": {"folder": sys.argv[1]},
+                     "audio": {"period_frames": 128, "periods": 4}})   # rig.TEST_BUFFER
     stop = threading.Event()
     _install_signal_handlers(stop)
     factory = mock_factory()

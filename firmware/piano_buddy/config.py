@@ -27,6 +27,12 @@ def _pin_table() -> dict[str, Any]:
         return tomllib.load(f)
 
 
+def reserved_pins() -> dict[int, str]:
+    """GPIO -> what owns it (the amplifier's I2S, I2C, the UART, the HAT ID bus): the
+    ``[reserved]`` table of the pin table, the same one the wiring drawing shows."""
+    return {int(gpio): str(what) for gpio, what in _pin_table().get("reserved", {}).items()}
+
+
 def _spec(default=dataclasses.MISSING, *, lo=None, hi=None, choices=None, help="",
           default_factory=dataclasses.MISSING):
     """A field with its allowed range, kept next to the default so docs and checks agree."""
@@ -197,9 +203,13 @@ def _check_whole(cfg: Config) -> None:
              + [("panel.turn_led", p.turn_led)]
              + [("panel.volume_encoder", x) for x in p.volume_encoder])
     seen: dict[int, str] = {}
+    reserved = reserved_pins()
     for key, pin in named:
         if pin not in VALID_GPIOS:
             raise ConfigError(f"{key}: GPIO {pin} is not a header GPIO (allowed 2 to 27)")
+        if pin in reserved:
+            raise ConfigError(f"{key}: GPIO {pin} is reserved for {reserved[pin]} "
+                              "(see the [reserved] table in hardware/pins.toml)")
         if pin in seen:
             raise ConfigError(f"{key}: GPIO {pin} is already used by {seen[pin]}")
         seen[pin] = key
@@ -210,6 +220,9 @@ def _check_whole(cfg: Config) -> None:
     if t.highest_key - t.lowest_key < 11:
         raise ConfigError(f"turns.lowest_key = {t.lowest_key}, turns.highest_key = "
                           f"{t.highest_key}: the buttons need at least an octave")
+    if not cfg.midi.output_name.strip():
+        raise ConfigError(f"midi.output_name = {cfg.midi.output_name!r}: the MIDI output "
+                          "port needs a name (to turn MIDI off, set midi.enabled = false)")
     if cfg.midi.enabled and cfg.midi.player_channel == cfg.midi.ai_channel:
         raise ConfigError(f"midi.ai_channel = {cfg.midi.ai_channel}: must differ from "
                           "midi.player_channel so the two parts stay apart")

@@ -250,9 +250,13 @@ def load(path: str | Path | None = None) -> Config:
         raise ConfigError(f"{path}: {exc}") from None
 
 
-def describe() -> str:
-    """Every key with its default and allowed values, as a commented TOML document."""
+def describe(cfg: Config | None = None) -> str:
+    """Every key with its default and allowed values, as a commented TOML document. Given a
+    loaded ``cfg``, the values shown are its own, each change from the default marked."""
     lines = ["# Piano Buddy configuration. Every key is optional; shown are the defaults.", ""]
+    if cfg is not None:
+        lines[0] = ("# Piano Buddy configuration as loaded; a key that differs from the "
+                    "default says so.")
     for sec in fields(Config):
         cls = sec.default_factory  # type: ignore[misc]
         inst = cls()
@@ -262,7 +266,12 @@ def describe() -> str:
             allowed = (f" (one of {', '.join(map(str, m['choices']))})" if m.get("choices")
                        else f" ({m['lo']} to {m['hi']})" if m.get("lo") is not None else "")
             lines.append(f"# {m.get('help', '')}{allowed}")
-            lines.append(f"{f.name} = {_toml(getattr(inst, f.name))}")
+            value = getattr(inst, f.name)
+            if cfg is not None and getattr(getattr(cfg, sec.name), f.name) != value:
+                lines.append(f"{f.name} = {_toml(getattr(getattr(cfg, sec.name), f.name))}"
+                             f"    # changed; default {_toml(value)}")
+            else:
+                lines.append(f"{f.name} = {_toml(value)}")
         lines.append("")
     return "\n".join(lines)
 

@@ -117,14 +117,20 @@ def main(argv: list[str] | None = None) -> int:
         cfg = config.load(args.config)
         if command == "recordings":
             from .recorder import main_recordings
-            return main_recordings(args.folder or Path(cfg.recording.folder))
+            from .terminal import SIMULATOR_RECORDINGS
+            folder = args.folder or Path(cfg.recording.folder)
+            if args.folder is None and not folder.is_dir() and SIMULATOR_RECORDINGS.is_dir():
+                print(f"({folder} does not exist here: showing the desktop simulator's "
+                      f"{SIMULATOR_RECORDINGS})")
+                folder = SIMULATOR_RECORDINGS
+            return main_recordings(folder)
         if command == "selftest":
             from .selftest import run_selftest
             return run_selftest(cfg)
         if command == "demo":
             from .demo import run_demo
             return run_demo(cfg, args.out, seed=args.seed, play=not args.no_play)
-        mode = getattr(args, "mode", "auto")
+        mode, why = getattr(args, "mode", "auto"), "chosen with --mode"
         if mode == "auto":
             from .panel import has_gpio
             mode, why = choose_mode(has_gpio(), sys.stdin.isatty())
@@ -139,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         _install_signal_handlers(stop)
         if mode == "simulator":
             from .terminal import run_simulator
-            return run_simulator(cfg, stop)
+            return run_simulator(cfg, stop, why=f"simulator: {why}")
         from .app import run_service
         from .thread_names import name_this_thread
         name_this_thread("pb-supervisor")

@@ -63,9 +63,11 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("check", parents=[common],
                    help="installer's dry run: validate the config, the pin map and the models "
                         "without starting the box (exit 2 config, 3 model)")
-    sub.add_parser("selftest", parents=[common],
-                   help="installer's check: LEDs, a press of each button, a tone per button, "
-                        "the volume knob, devices")
+    st = sub.add_parser("selftest", parents=[common],
+                        help="installer's check: a tone per button, a press of each lit button, "
+                             "the volume knob, the turn LED, the models and the sound card")
+    st.add_argument("--timeout", type=float, default=20.0, metavar="SECONDS",
+                    help="how long to wait for each button press and knob turn (default: 20)")
     rec = sub.add_parser("recordings", parents=[common], help="list the recorded sessions")
     rec.add_argument("--folder", type=Path, default=None, metavar="DIR",
                      help="folder to list (default: recording.folder of the config)")
@@ -126,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
             return main_recordings(folder)
         if command == "selftest":
             from .selftest import run_selftest
-            return run_selftest(cfg)
+            return run_selftest(cfg, press_timeout=args.timeout)
         if command == "demo":
             from .demo import run_demo
             return run_demo(cfg, args.out, seed=args.seed, play=not args.no_play)

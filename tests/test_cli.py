@@ -124,3 +124,13 @@ def test_run_without_a_terminal_says_it_plays_the_demo_and_why(tmp_path, alsa_ca
     assert r.returncode == 0, r.stderr[-2000:]
     assert "standard input is not a terminal" in r.stderr and "built-in demo" in r.stderr
     assert (tmp_path / "out" / "duet.wav").exists()
+
+
+def test_the_demo_without_a_sound_card_says_so_in_one_line(tmp_path):
+    nocard = tmp_path / "nocard.conf"
+    nocard.write_text('pcm.!default { type hw card "nosuchcard" }\n')
+    r = run_cli("demo", "--out", tmp_path / "out", timeout=300,
+                env={"ALSA_CONFIG_PATH": f"/usr/share/alsa/alsa.conf:{nocard}"})
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "no audio device" in r.stdout and "listen to the WAV file" in r.stdout
+    assert "ALSA lib" not in r.stderr

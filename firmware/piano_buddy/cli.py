@@ -83,8 +83,8 @@ def choose_mode(has_gpio: bool, stdin_is_terminal: bool) -> tuple[str, str]:
     if has_gpio:
         return "box", "a GPIO chip is present (/dev/gpiochip*)"
     if stdin_is_terminal:
-        return "simulator", "no GPIO chip, and standard input is a terminal"
-    return "demo", "no GPIO chip, and standard input is not a terminal (a pipe, CI)"
+        return "simulator", "no GPIO chip; standard input is a terminal"
+    return "demo", "no GPIO chip; standard input is not a terminal (a pipe, CI)"
 
 
 def _install_signal_handlers(stop: threading.Event) -> None:
@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         _install_signal_handlers(stop)
         if mode == "simulator":
             from .terminal import run_simulator
-            return run_simulator(cfg, stop, why=f"simulator: {why}")
+            return run_simulator(cfg, stop, why=why)
         from .app import run_service
         from .thread_names import name_this_thread
         name_this_thread("pb-supervisor")

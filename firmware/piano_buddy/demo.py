@@ -232,6 +232,7 @@ def run_demo(cfg: Config, out_dir: Path, seed: int = 7, play: bool = True) -> in
 
 def _play(cfg: Config, samples: np.ndarray) -> None:
     """Play the rendered duet on the ALSA device, if one opens; otherwise say so."""
+    from .alsa_quiet import quiet_alsa_errors
     from .audio_out import AlsaSink
     from .errors import AudioDeviceError
 
@@ -239,7 +240,8 @@ def _play(cfg: Config, samples: np.ndarray) -> None:
     sink = AlsaSink(a.device, sample_rate=a.sample_rate, channels=2,
                     period_frames=a.period_frames, periods=a.periods)
     try:
-        sink.open()
+        with quiet_alsa_errors():      # our one line below says what alsa-lib would in eight
+            sink.open()
     except (AudioDeviceError, OSError) as exc:
         print(f"  no audio device ({exc}); listen to the WAV file instead")
         return

@@ -300,7 +300,7 @@ class NoteRows:
 
 def render_view(box, audio_label: str, *, notes: NoteRows | None = None,
                 keyboard_line: str = "", status_line: str = "", asking_quit: bool = False,
-                width: int | None = None) -> str:
+                mode_line: str = "", width: int | None = None) -> str:
     """One frame of the live view as text."""
     snap = box.panel.snapshot()
     c = box.conductor
@@ -322,7 +322,8 @@ def render_view(box, audio_label: str, *, notes: NoteRows | None = None,
                  if asking_quit else "quit     Ctrl-C, or q twice")
     plain = lambda label, text: _wrap(f"{label:<9}{text}", width)   # noqa: E731
     lines = [
-        f"{BOLD}Piano Buddy{RESET} desktop simulator",
+        f"{BOLD}Piano Buddy{RESET} desktop simulator"
+        + (f"  {DIM}({mode_line}){RESET}" if mode_line else ""),
         "Play a few notes, then stop and listen: the AI answers.",
         "",
         "buttons  " + " ".join(cells),
@@ -608,14 +609,14 @@ def run_simulator(cfg: Config, stop: threading.Event, why: str = "") -> int:
                 box.recorder.tick(box.clock())
                 next_tick = now + 0.5
             if now >= next_draw:
-                status = (f"replies {box.conductor.stats['replies']}, interrupts "
-                          f"{box.conductor.stats['interrupts']}, xruns "
-                          f"{getattr(box.audio, 'xruns', 0)} | recordings "
-                          f"{folder or 'off'} | log {log_path}"
-                          + (f" | {why}" if why else ""))
+                status = (f"replies {box.conductor.stats['replies']}  interrupts "
+                          f"{box.conductor.stats['interrupts']}  xruns "
+                          f"{getattr(box.audio, 'xruns', 0)} | rec {folder or 'off'} | "
+                          f"log {log_path}")
                 out.write(render_view(box, label, notes=notes,
                                       keyboard_line=keyboard_text(kitty, keys),
-                                      status_line=status, asking_quit=guard.asking))
+                                      status_line=status, asking_quit=guard.asking,
+                                      mode_line=why))
                 out.flush()
                 next_draw = now + 0.08
     finally:

@@ -575,6 +575,7 @@ def run_simulator(cfg: Config, stop: threading.Event, why: str = "") -> int:
         out.write("\x1b[?25l\x1b[2J")
         next_draw = next_tick = 0.0
         last_input = time.monotonic()
+        last_frame = ""
         while not stop.is_set():
             ready, _, _ = select.select([fd], [], [], 0.02)
             events = pending
@@ -613,11 +614,14 @@ def run_simulator(cfg: Config, stop: threading.Event, why: str = "") -> int:
                           f"{box.conductor.stats['interrupts']}  xruns "
                           f"{getattr(box.audio, 'xruns', 0)} | rec {folder or 'off'} | "
                           f"log {log_path}")
-                out.write(render_view(box, label, notes=notes,
-                                      keyboard_line=keyboard_text(kitty, keys),
-                                      status_line=status, asking_quit=guard.asking,
-                                      mode_line=why))
-                out.flush()
+                frame = render_view(box, label, notes=notes,
+                                    keyboard_line=keyboard_text(kitty, keys),
+                                    status_line=status, asking_quit=guard.asking,
+                                    mode_line=why)
+                if frame != last_frame:      # idle: nothing written (`make run | tee log`)
+                    out.write(frame)
+                    out.flush()
+                    last_frame = frame
                 next_draw = now + 0.08
     finally:
         if kitty:

@@ -280,7 +280,10 @@ def start_simulator(tmp_path, env, extra=""):
     proc = subprocess.Popen([sys.executable, "-m", "piano_buddy", "--config", str(conf),
                              "--log-level", "WARNING", "run"],
                             stdin=slave, stdout=slave, stderr=subprocess.PIPE,
-                            env={**env, "DISPLAY": ""}, cwd=tmp_path)
+                            # no X display to ask for the repeat delay; "over SSH", so the
+                            # machine's own keyboard (evdev) is not read either
+                            env={**env, "DISPLAY": "", "SSH_CONNECTION": "10.0.0.1 1 10.0.0.2 22"},
+                            cwd=tmp_path)
     os.close(slave)
     return proc, master
 
@@ -348,3 +351,57 @@ def test_piano_buddy_recordings_finds_the_simulators_sessions(tmp_path):
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0
     assert "showing the desktop simulator's out/recordings" in r.stdout
+
+
+# --- key releases from the kernel (evdev) ---------------------------------------------------
+def input_event(code: int, value: int) -> bytes:
+    from piano_buddy.keyboard_evdev import EV_KEY, EVENT
+    return EVENT.pack(0, 0, EV_KEY, code, value)
+
+
+def test_kernel_key_events_are_read_from_an_event_file(tmp_path):
+    """A FIFO carries the same struct input_event records a keyboard's event device does."""
+    from piano_buddy.keyboard_evdev import EvdevKeys
+
+    fifo = tmp_path / "event0"
+    os.mkfifo(fifo)
+    writer_fd = os.open(fifo, os.O_RDWR | os.O_NONBLOCK)   # keep it open: no EOF
+    with EvdevKeys([str(fifo), str(tmp_path / "missing")]) as keys:
+        assert keys.active and keys.paths == [str(fifo)]
+        assert keys.read() == []
+        a_down = input_event(30, 1)
+        os.write(writer_fd, a_down[:10])                    # half a record ...
+        assert keys.read() == []
+        os.write(writer_fd, a_down[10:] + input_event(30, 2)    # ... the rest, a repeat,
+                 + input_event(16, 1)                           # q: not a button
+                 + input_event(9, 1) + input_event(30, 0))      # 8 down, a up
+        assert keys.read() == [(0, True), (7, True), (0, False)]
+    os.close(writer_fd)
+
+
+def test_with_kernel_events_a_held_key_lasts_until_the_kernel_says_up(pins_and_clock):
+    pins, clock = pins_and_clock
+    keys = KeyboardButtons(pins, clock)
+    keys.kernel_keys = True
+    keys.kernel(2, True)           # d goes down (kernel) ...
+    keys.key("d")                  # ... and its character reaches our terminal: pressed
+    assert pins[2].state == 0
+    for _ in range(40):            # two seconds of auto-repeat: still one note
+        clock.t += 0.05
+        keys.key("d")
+        keys.expire()
+    assert pins[2].state == 0
+    keys.kernel(2, False)
+    assert pins[2].state == 1 and presses(pins[2]) == 1
+    keys.kernel(3, True)           # typed in another window: no character, no note
+    keys.kernel(3, False)
+    clock.t += 2.0
+    keys.expire()
+    assert presses(pins[3]) == 0
+    keys.kernel(4, True)           # a quick tap whose character is read after its release
+    keys.kernel(4, False)
+    keys.key("j")
+    assert pins[4].state == 0
+    clock.t += 0.06
+    keys.expire()
+    assert pins[4].state == 1 and presses(pins[4]) == 1

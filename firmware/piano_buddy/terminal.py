@@ -7,7 +7,9 @@ Key releases: a terminal normally sends a character when a key goes down and, af
 keyboard's repeat delay, a stream of repeats, but nothing when it comes up. Terminals that
 speak the kitty keyboard protocol (kitty, foot, WezTerm, Ghostty, recent Alacritty) report
 press, repeat and release; the simulator asks for that and then plays exactly what the
-fingers do. Elsewhere it treats a key's auto-repeat stream as one held note: a tap stays
+fingers do. Otherwise, where the user may read the keyboard's kernel events (the ``input``
+group, or root; not over SSH), the releases come from there (:mod:`.keyboard_evdev`).
+Elsewhere it treats a key's auto-repeat stream as one held note: a tap stays
 down for the keyboard's repeat delay (read from the desktop settings when it can, learned
 from the first held key otherwise), so a held key never sounds twice; the screen says so.
 
@@ -49,6 +51,8 @@ QUIT_CONFIRM_SECONDS = 3.0   # the second q must come within this time of the fi
 DEFAULT_REPEAT_DELAY = 0.5   # GNOME's, Windows' and macOS' default; X11's is 0.66 s
 REPEAT_MARGIN = 0.08         # the first repeat may come a little late on a busy machine
 REPEAT_HOLD = 0.15           # once repeating, the key is up when repeats stop for this long
+KERNEL_TAP_WINDOW = 0.5      # a key's kernel release this recent explains its late character
+KERNEL_TAP_SECONDS = 0.05    # ... which then plays as a press this long
 NOTE_NAMES = ["C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B"]
 NOTES_SHOWN = 12             # notes per row of the view
 SIMULATOR_OUT = Path("out")
@@ -199,6 +203,9 @@ class KeyboardButtons:
         self.tap_hold = (repeat_delay or DEFAULT_REPEAT_DELAY) + REPEAT_MARGIN
         self._typed: dict[int, tuple[float, float, bool]] = {}  # button -> (down at, up after, repeating)
         self._held: set[int] = set()      # buttons held through real key releases
+        self.kernel_keys = False          # key events from the input layer come too
+        self._kernel_down: set[int] = set()
+        self._kernel_up_at: dict[int, float] = {}
 
     # with key releases
     def down(self, b: int) -> None:
@@ -211,8 +218,39 @@ class KeyboardButtons:
             self._held.discard(b)
             self.pins[b].drive_high()
 
+    # with key releases from the kernel (evdev): the terminal's characters say which keys
+    # were meant for this window, the kernel says how long they were held
+    def kernel(self, b: int, down: bool) -> None:
+        now = self.clock()
+        if down:
+            self._kernel_down.add(b)
+            return
+        self._kernel_down.discard(b)
+        self._kernel_up_at[b] = now
+        if b in self._held:
+            self.up(b)
+        elif b in self._typed:            # pressed before its kernel event was read
+            del self._typed[b]
+            self.pins[b].drive_high()
+
+    def _typed_with_kernel(self, b: int) -> bool:
+        """A character while kernel events come: True when the kernel's view decided it."""
+        if b in self._held:
+            return True                   # auto-repeat of a key held down: nothing new
+        if b in self._kernel_down:
+            self.down(b)                  # up when the kernel says so
+            return True
+        if self.clock() - self._kernel_up_at.get(b, float("-inf")) < KERNEL_TAP_WINDOW:
+            now = self.clock()            # a tap already over: a short press
+            self._typed[b] = (now, now + KERNEL_TAP_SECONDS, True)
+            self.pins[b].drive_low()
+            return True
+        return False                      # the kernel has not said yet: treat as typed
+
     # without key releases
     def typed(self, b: int) -> None:
+        if self.kernel_keys and b not in self._typed and self._typed_with_kernel(b):
+            return
         now = self.clock()
         if b in self._typed:
             pressed, _, repeating = self._typed[b]
@@ -534,10 +572,13 @@ def _ask_for_key_releases(fd: int, out, parser: KeyParser, timeout: float = 0.5
     return supported, others
 
 
-def keyboard_text(kitty: bool, keys: KeyboardButtons) -> str:
+def keyboard_text(kitty: bool, keys: KeyboardButtons, kernel: str = "") -> str:
     """The view's line on how keys become notes in this terminal."""
     if kitty:
         return "key releases reported (kitty keyboard protocol): a note lasts as long as its key"
+    if kernel:
+        return (f"key releases read from the keyboard ({kernel}): a note lasts as long as "
+                "its key")
     return (f"no key releases from this terminal: a held key is one held note and a tap "
             f"lasts {keys.tap_hold:.2f} s (kitty, foot, WezTerm, Ghostty report releases)")
 
@@ -564,7 +605,7 @@ def run_simulator(cfg: Config, stop: threading.Event, why: str = "") -> int:
     fd = sys.stdin.fileno()
     saved = termios.tcgetattr(fd)
     out = sys.stdout
-    kitty, keys = False, None
+    kitty, keys, evdev = False, None, None
     try:
         box.start()
         keys = KeyboardButtons([factory.pin(p) for p in cfg.panel.buttons],
@@ -572,15 +613,23 @@ def run_simulator(cfg: Config, stop: threading.Event, why: str = "") -> int:
         guard, notes, parser = QuitGuard(), NoteRows(), KeyParser()
         tty.setcbreak(fd)
         kitty, pending = _ask_for_key_releases(fd, out, parser)
+        if not kitty:
+            from .keyboard_evdev import EvdevKeys, keyboard_devices
+            evdev = EvdevKeys(keyboard_devices())
+            keys.kernel_keys = evdev.active
+        kernel = ", ".join(evdev.paths) if evdev is not None and evdev.active else ""
         out.write("\x1b[?25l\x1b[2J")
         next_draw = next_tick = 0.0
         last_input = time.monotonic()
         last_frame = ""
         while not stop.is_set():
-            ready, _, _ = select.select([fd], [], [], 0.02)
+            ready, _, _ = select.select([fd] + (evdev.fds if evdev else []), [], [], 0.02)
+            if evdev is not None and evdev.active:
+                for b, down in evdev.read():     # before the characters they explain
+                    keys.kernel(b, down)
             events = pending
             pending = []
-            if ready:
+            if fd in ready:
                 data = os.read(fd, 256)
                 if not data:                      # the terminal went away
                     break
@@ -615,7 +664,7 @@ def run_simulator(cfg: Config, stop: threading.Event, why: str = "") -> int:
                           f"{getattr(box.audio, 'xruns', 0)} | rec {folder or 'off'} | "
                           f"log {log_path}")
                 frame = render_view(box, label, notes=notes,
-                                    keyboard_line=keyboard_text(kitty, keys),
+                                    keyboard_line=keyboard_text(kitty, keys, kernel),
                                     status_line=status, asking_quit=guard.asking,
                                     mode_line=why)
                 if frame != last_frame:      # idle: nothing written (`make run | tee log`)
@@ -631,6 +680,8 @@ def run_simulator(cfg: Config, stop: threading.Event, why: str = "") -> int:
         out.flush()
         if keys is not None:
             keys.release_all()
+        if evdev is not None:
+            evdev.close()
         box.close()
         quiet.__exit__(None, None, None)
     if box.recorder is not None and box.recorder.written:

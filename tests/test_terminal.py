@@ -305,7 +305,7 @@ def test_the_simulator_plays_ignores_stray_keys_and_quits_only_on_q_twice(tmp_pa
         for ch in "aSdF":                             # playing on cancels the question
             os.write(master, ch.encode())
             time.sleep(0.7)
-        screen, _ = read_screen(master, 3.0)
+        screen, _ = read_screen(master, 6.0)
         assert proc.poll() is None, "a stray key ended the simulator"
         you = re.findall(r"you\s+((?:[A-G]#?-?\d ?)+)", screen)
         assert you and len(you[-1].split()) == 4, screen[-1500:]
@@ -333,7 +333,7 @@ def test_the_simulator_uses_key_releases_where_the_terminal_reports_them(tmp_pat
         turns = re.findall(r"turn\s+\S (your turn|the AI is \w+)", screen)
         assert turns and turns[-1] == "your turn", "the held note keeps the turn"
         os.write(master, b"\x1b[97;1:3u")             # ... and up
-        screen, _ = read_screen(master, 4.0, answer_kitty=0)
+        screen, _ = read_screen(master, 6.0, answer_kitty=0)
         assert re.search(r"AI\s+[A-G]#?\d", screen)
         os.write(master, b"\x1b[99;5u")               # Ctrl-C, as kitty reports it
         assert proc.wait(timeout=20) == 0

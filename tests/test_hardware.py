@@ -161,6 +161,8 @@ def test_config_refuses_an_empty_midi_output_name(tmp_path):
         config.load(path)
     path.write_text('[midi]\noutput_name = "Museum box 3"\n')
     assert config.load(path).midi.output_name == "Museum box 3"
+    path.write_text('[midi]\nenabled = false\noutput_name = ""\n')   # off: the name is moot
+    assert config.load(path).midi.enabled is False
 
 
 def test_the_hardware_readme_says_how_to_find_pin_1():

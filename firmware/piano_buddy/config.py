@@ -220,7 +220,7 @@ def _check_whole(cfg: Config) -> None:
     if t.highest_key - t.lowest_key < 11:
         raise ConfigError(f"turns.lowest_key = {t.lowest_key}, turns.highest_key = "
                           f"{t.highest_key}: the buttons need at least an octave")
-    if not cfg.midi.output_name.strip():
+    if cfg.midi.enabled and not cfg.midi.output_name.strip():
         raise ConfigError(f"midi.output_name = {cfg.midi.output_name!r}: the MIDI output "
                           "port needs a name (to turn MIDI off, set midi.enabled = false)")
     if cfg.midi.enabled and cfg.midi.player_channel == cfg.midi.ai_channel:

@@ -7,12 +7,13 @@ PY          := $(VENV)/bin/python
 TRAIN_VENV  ?= .venv-train
 TRAIN_PY    := $(TRAIN_VENV)/bin/python
 TFLR_VENV   ?= .venv-tflr
-# System packages: alsa-lib headers (pyalsaaudio builds from source), JACK's dummy backend and
-# the ALSA jack plugin (real-time pacing in tests), alsa-utils, systemd-analyze for unit checks.
+# System packages for running: alsa-lib headers (pyalsaaudio builds from source), alsa-utils;
 # g++ and pkg-config build python-rtmidi (with ALSA) where no wheel fits (Python 3.13 on arm64),
 # swig builds lgpio there.
-SYSTEM_PACKAGES ?= gcc g++ pkg-config swig python3-dev python3-venv libasound2-dev alsa-utils \
-                   jackd2 libasound2-plugins libjack-jackd2-0 systemd shellcheck
+SYSTEM_PACKAGES ?= gcc g++ pkg-config swig python3-dev python3-venv libasound2-dev alsa-utils
+# ... and for the tests: JACK's dummy backend and the ALSA jack plugin (real-time pacing),
+# systemd-analyze for the unit checks, shellcheck for the install script.
+TEST_SYSTEM_PACKAGES ?= jackd2 libasound2-plugins libjack-jackd2-0 systemd shellcheck
 SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 
@@ -20,13 +21,14 @@ PYTEST_ARGS ?=
 # Install, uninstall and the emulated-Pi check live in mk/install.mk.
 -include mk/*.mk
 .PHONY: help run demo test test-fast bench soak models eval install uninstall pi-check \
-        system-deps venv train-venv tflr-venv clean
+        system-deps test-system-deps venv test-venv train-venv tflr-venv clean
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
 
-system-deps:  ## install the Debian packages the firmware and tests need (apt-get, root or sudo)
-	@missing=""; for p in $(SYSTEM_PACKAGES); do \
+# $(call apt_install,PACKAGES): install the Debian packages missing from PACKAGES.
+define apt_install
+	@missing=""; for p in $(1); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -36,16 +38,30 @@ system-deps:  ## install the Debian packages the firmware and tests need (apt-ge
 	  $(SUDO) apt-get update -qq && \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
+endef
 
-# On a Pi (a GPIO chip present) the venv also gets lgpio, gpiozero's pin driver there.
-EXTRAS := test$(shell [ -e /dev/gpiochip0 ] && echo ,pi)
+system-deps:  ## install the Debian packages the firmware needs (apt-get, root or sudo)
+	$(call apt_install,$(SYSTEM_PACKAGES))
+
+test-system-deps: system-deps
+	$(call apt_install,$(TEST_SYSTEM_PACKAGES))
+
+# The venv for running: the firmware, matplotlib for the demo's piano roll, and on a Pi (a GPIO
+# chip present) lgpio, gpiozero's pin driver there. The tests add pytest (.stamp-test).
+EXTRAS := plot$(shell [ -e /dev/gpiochip0 ] && echo ,pi)
 $(VENV)/.stamp: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[$(EXTRAS)]'
 	touch $@
 
-venv: system-deps $(VENV)/.stamp  ## the firmware's virtual environment (.venv)
+$(VENV)/.stamp-test: $(VENV)/.stamp
+	$(PY) -m pip install -q -e '.[$(EXTRAS),test]'
+	touch $@
+
+venv: system-deps $(VENV)/.stamp  ## the firmware's virtual environment (.venv; commands in .venv/bin)
+
+test-venv: test-system-deps $(VENV)/.stamp-test
 
 $(TRAIN_VENV)/.stamp: models_tflite/training/requirements.txt
 	$(PYTHON) -m venv $(TRAIN_VENV)
@@ -86,11 +102,14 @@ run: venv  ## play the box (desktop simulator without GPIO; a demo without a ter
 demo: venv  ## the scripted demo: writes out/duet.wav, out/duet.mid, out/duet.png
 	$(PY) -m piano_buddy demo --out out
 
-test: venv tflr-venv py313-venv train-venv  ## install what the tests need and run them all
+test: test-venv tflr-venv py313-venv train-venv  ## install what the tests need (also the 1.6 GB training venv) and run them all
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
-bench: venv  ## measure every timing target; prints a table, writes out/bench.json
-	$(PY) -m bench --json out/bench.json
+test-fast: test-venv  ## every test but the slow ones, without building the training venv
+	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+bench: test-venv  ## measure every timing target; a table, one summary line, out/bench.json; fails on a miss
+	$(PY) -m bench --json out/bench.json $(BENCH_ARGS)
 
 models: train-venv  ## train both models from the music21 corpus and export the .tflite files
 	$(TRAIN_PY) -m models_tflite.training.build
@@ -101,5 +120,5 @@ eval: train-venv  ## print the metric tables of the committed models
 clean:  ## remove build output (keeps the virtual environments)
 	rm -rf build out .pytest_cache
 
-soak: venv  ## a compressed museum day through the real firmware: make soak MINUTES=N
+soak: test-venv  ## a compressed museum day through the real firmware: make soak MINUTES=N
 	$(PY) -m bench.soak --minutes $(or $(MINUTES),5)

@@ -33,12 +33,11 @@ HEADER: dict[int, int | str] = {
 }
 PHYSICAL = {gpio: pin for pin, gpio in HEADER.items() if isinstance(gpio, int)}
 
-# GPIOs the firmware must not take: the audio amplifier, I2C, the UART, the HAT EEPROM bus.
-RESERVED: dict[int, str] = {
-    18: "I2S BCLK (amp)", 19: "I2S LRCLK (amp)", 21: "I2S DOUT (amp)",
-    2: "I2C SDA", 3: "I2C SCL", 14: "UART TX", 15: "UART RX",
-    0: "HAT ID_SD", 1: "HAT ID_SC",
-}
+
+def reserved_pins(pins: dict) -> dict[int, str]:
+    """BCM GPIO -> function, for the pins nothing may be wired to (pins.toml [reserved])."""
+    return {int(g): str(name) for g, name in pins.get("reserved", {}).items()}
+
 
 COLOURS = {
     "button": "#2e7d32", "led": "#f9a825", "turn": "#1565c0", "encoder": "#6a1b9a",
@@ -70,6 +69,10 @@ def assignments(pins: dict) -> dict[int, tuple[str, str]]:
     add(pins["turn_led"], "turn", "turn LED")
     for phase, g in zip("AB", pins["volume_encoder"]):
         add(g, "encoder", f"volume encoder {phase}")
+    reserved = reserved_pins(pins)
+    for g, (_, label) in used.items():
+        if g in reserved:
+            raise ValueError(f"pins.toml: GPIO {g} ({label}) is reserved for {reserved[g]}")
     return used
 
 
@@ -92,17 +95,28 @@ def pin_table(pins: dict) -> str:
     rows.append("| Amp data | 21 | 40 | MAX98357A DIN |")
     rows.append("| 5 V | - | 2, 4 | MAX98357A VIN, ULN2803 COM (pin 10), LED anodes (+) |")
     rows.append("| GND | - | 6, 9, 14, 20, 25, 30, 34, 39 | switch COMs, encoder C, ULN2803 GND (pin 9), amp GND |")
-    free = sorted(g for g in PHYSICAL if g not in used and g not in RESERVED)
+    reserved = reserved_pins(pins)
+    free = sorted(g for g in PHYSICAL if g not in used and g not in reserved)
     rows.append("")
     rows.append(f"GPIOs left free: {', '.join(map(str, free)) or 'none'}. "
-                f"Reserved: {', '.join(f'{g} ({RESERVED[g]})' for g in sorted(RESERVED))}.")
+                f"Reserved: {', '.join(f'{g} ({reserved[g]})' for g in sorted(reserved))}.")
     return "\n".join(rows)
 
 
 # --- SVG -----------------------------------------------------------------------------------
-W, H = 1200, 900
+W, H = 1200, 990
 PITCH = 30
-HX, HY = 330, 110          # centre of pin 1
+HX, HY = 330, 175          # centre of pin 1
+# The board around the header, seen from above with the header on the right-hand edge: the
+# microSD end at the top, the USB and Ethernet end at the bottom, power and HDMI on the left.
+# Not to scale: the header is drawn large enough to read. The four mounting holes sit, as on
+# the real board, in line with the header's two ends and across the board from them.
+BOARD_LEFT, BOARD_RIGHT = 20, HX + PITCH + 26
+BOARD_TOP, BOARD_BOTTOM = HY - 80, HY + 19 * PITCH + 125
+HOLE_DY = 45               # mounting hole centre beyond the first and last header rows
+ORIENTATION = ("Raspberry Pi 4 / 5, top view: microSD card end at the top, USB and "
+               "Ethernet at the bottom,", "40-pin header on the right-hand edge, pin 1 "
+               "(square pad) top left, pins 2 and 4 (5 V) on the board edge")
 
 
 class Svg:
@@ -116,17 +130,21 @@ class Svg:
         self.add(f'<text x="{x}" y="{y}" font-size="{size}" text-anchor="{anchor}" '
                  f'font-weight="{weight}" fill="{fill}">{escape(s)}</text>')
 
-    def rect(self, x, y, w, h, fill="none", stroke="#212121", rx=4, width=1.5) -> None:
-        self.add(f'<rect x="{x}" y="{y}" width="{w}" height="{h}" rx="{rx}" fill="{fill}" '
-                 f'stroke="{stroke}" stroke-width="{width}"/>')
+    def rect(self, x, y, w, h, fill="none", stroke="#212121", rx=4, width=1.5, id="",
+             dash="") -> None:
+        i = f' id="{id}"' if id else ""
+        d = f' stroke-dasharray="{dash}"' if dash else ""
+        self.add(f'<rect{i} x="{x}" y="{y}" width="{w}" height="{h}" rx="{rx}" fill="{fill}" '
+                 f'stroke="{stroke}" stroke-width="{width}"{d}/>')
 
     def line(self, x1, y1, x2, y2, stroke="#212121", width=1.5, dash="") -> None:
         d = f' stroke-dasharray="{dash}"' if dash else ""
         self.add(f'<line x1="{x1}" y1="{y1}" x2="{x2}" y2="{y2}" stroke="{stroke}" '
                  f'stroke-width="{width}"{d}/>')
 
-    def circle(self, x, y, r, fill, stroke="#212121", width=1.5) -> None:
-        self.add(f'<circle cx="{x}" cy="{y}" r="{r}" fill="{fill}" stroke="{stroke}" '
+    def circle(self, x, y, r, fill, stroke="#212121", width=1.5, id="") -> None:
+        i = f' id="{id}"' if id else ""
+        self.add(f'<circle{i} cx="{x}" cy="{y}" r="{r}" fill="{fill}" stroke="{stroke}" '
                  f'stroke-width="{width}"/>')
 
     def render(self) -> str:
@@ -136,17 +154,17 @@ class Svg:
                           "</svg>", ""])
 
 
-def _pin_kind(pin: int, used: dict[int, tuple[str, str]]) -> tuple[str, str]:
+def _pin_kind(pin: int, used: dict[int, tuple[str, str]],
+              reserved: dict[int, str]) -> tuple[str, str]:
     what = HEADER[pin]
     if isinstance(what, str):
         return what, what
     if what in used:
         kind, label = used[what]
         return kind, f"GPIO{what} {label}"
-    if what in (18, 19, 21):
-        return "i2s", f"GPIO{what} {RESERVED[what]}"
-    if what in RESERVED:
-        return "reserved", f"GPIO{what} {RESERVED[what]}"
+    if what in reserved:
+        kind = "i2s" if reserved[what].startswith("I2S") else "reserved"
+        return kind, f"GPIO{what} {reserved[what]}"
     return "free", f"GPIO{what} free"
 
 
@@ -154,28 +172,64 @@ def _net(gpio: int) -> str:
     return f"GPIO {gpio} (pin {PHYSICAL[gpio]})"
 
 
-def draw_header(svg: Svg, used) -> None:
-    svg.text(HX + PITCH // 2, HY - 50, "Raspberry Pi 4 / 5: 40-pin header", 15, "middle", "bold")
-    svg.text(HX + PITCH // 2, HY - 32, "(top view, SD card end at the bottom, pin 1 top left)",
-             11, "middle")
+def pin_centre(pin: int) -> tuple[int, int]:
+    """Where physical pin ``pin`` is drawn: odd pins in the left column (the row away from
+    the board edge), even pins in the right one, pin 1 at the top."""
+    row, col = (pin - 1) // 2, (pin - 1) % 2
+    return HX + col * PITCH, HY + row * PITCH
+
+
+def draw_board(svg: Svg) -> None:
+    """The board outline, so the header's orientation needs no words."""
+    svg.text(BOARD_LEFT, 54, ORIENTATION[0], 12, weight="bold")
+    svg.text(BOARD_LEFT, 70, ORIENTATION[1], 12, weight="bold")
+    svg.rect(BOARD_LEFT, BOARD_TOP, BOARD_RIGHT - BOARD_LEFT, BOARD_BOTTOM - BOARD_TOP,
+             fill="#e8f5e9", stroke="#2e7d32", rx=14, width=2, id="board")
+    mid = (BOARD_LEFT + BOARD_RIGHT) // 2
+    # microSD slot: on the underside, its card sticks out of the top edge
+    svg.rect(mid - 45, BOARD_TOP - 14, 90, 34, fill="#cfd8dc", dash="5 3", id="sd-card")
+    svg.text(mid, BOARD_TOP + 36, "microSD card (underneath)", 11, "middle")
+    # USB and Ethernet sockets overhang the bottom edge (their order differs on Pi 4 and 5)
+    for i in range(3):
+        x = BOARD_LEFT + 22 + i * 112
+        svg.rect(x, BOARD_BOTTOM - 40, 90, 55, fill="#b0bec5",
+                 id="usb-ethernet" if i == 0 else "")
+    svg.text(mid, BOARD_BOTTOM + 34, "USB and Ethernet sockets", 12, "middle", "bold")
+    # power and HDMI along the left edge, the USB-C socket nearest the microSD end
+    for j, (name, dy) in enumerate((("USB-C power", 100), ("HDMI", 232), ("HDMI", 353))):
+        y = BOARD_TOP + dy
+        svg.rect(BOARD_LEFT - 8, y - 14, 22, 28, fill="#b0bec5")
+        svg.text(BOARD_LEFT + 20, y + 4, name, 10)
+    for x in (BOARD_LEFT + 24, HX + PITCH // 2):
+        for y in (HY - HOLE_DY, HY + 19 * PITCH + HOLE_DY):
+            svg.circle(x, y, 8, "#ffffff", stroke="#757575", width=2)
+    svg.text(BOARD_LEFT + 38, HY + 19 * PITCH + HOLE_DY + 4, "mounting holes (M2.5)", 10)
+    svg.text(BOARD_RIGHT - 6, BOARD_BOTTOM - 50, "board edge", 10, "end", fill="#2e7d32")
+    svg.text(BOARD_RIGHT, BOARD_BOTTOM + 34, "(not to scale)", 10, "end", fill="#757575")
+
+
+def draw_header(svg: Svg, used, reserved) -> None:
+    svg.text(HX - 30, HY - 26, "40-pin GPIO header", 13, "end", "bold")
     svg.rect(HX - 20, HY - 20, PITCH + 40, 19 * PITCH + 40, fill="#eceff1")
     for pin in range(1, 41):
-        row, col = (pin - 1) // 2, (pin - 1) % 2
-        x, y = HX + col * PITCH, HY + row * PITCH
-        kind, label = _pin_kind(pin, used)
-        svg.circle(x, y, 9, COLOURS[kind], width=1.2)
+        x, y = pin_centre(pin)
+        kind, label = _pin_kind(pin, used, reserved)
+        if pin == 1:    # pin 1 has the square solder pad on the real board
+            svg.rect(x - 9, y - 9, 18, 18, COLOURS[kind], rx=1, width=1.2, id="pin-1")
+        else:
+            svg.circle(x, y, 9, COLOURS[kind], width=1.2, id=f"pin-{pin}")
         svg.text(x, y + 4, str(pin), 9, "middle",
                  fill="#ffffff" if kind in ("GND", "5V", "button", "turn", "encoder", "i2s") else "#212121")
-        if col == 0:
+        if pin % 2:
             svg.text(x - 30, y + 4, label, 12, "end")
         else:
-            svg.text(x + 30, y + 4, label, 12, "start")
+            svg.text(x + 38, y + 4, label, 12, "start")
     # legend
     items = (("button", "button switch"), ("led", "button LED"), ("turn", "turn LED"),
              ("encoder", "encoder"), ("i2s", "I2S amp"), ("reserved", "I2C/UART/ID"),
              ("5V", "5 V"), ("3V3", "3.3 V"), ("GND", "ground"))
     for i, (kind, name) in enumerate(items):
-        x, y = 45 + (i % 5) * 108, HY + 20 * PITCH + 15 + (i // 5) * 22
+        x, y = 45 + (i % 5) * 108, BOARD_BOTTOM + 70 + (i // 5) * 22
         svg.circle(x, y, 7, COLOURS[kind])
         svg.text(x + 12, y + 4, name, 12)
 
@@ -255,13 +309,14 @@ def draw_turn_and_encoder(svg: Svg, pins: dict, x0: int, y0: int) -> None:
 def draw(pins: dict) -> str:
     used = assignments(pins)
     svg = Svg()
-    svg.text(30, 30, "Piano Buddy wiring (generated from hardware/pins.toml by "
+    svg.text(20, 28, "Piano Buddy wiring (generated from hardware/pins.toml by "
              "hardware/draw_wiring.py; BCM numbering)", 16, weight="bold")
-    draw_header(svg, used)
-    draw_buttons(svg, pins, 575, 70)
-    draw_driver(svg, pins, 590, 330)
-    draw_amp(svg, 590, 620)
-    draw_turn_and_encoder(svg, pins, 40, 800)
+    draw_board(svg)
+    draw_header(svg, used, reserved_pins(pins))
+    draw_buttons(svg, pins, 575, 110)
+    draw_driver(svg, pins, 590, 370)
+    draw_amp(svg, 590, 650)
+    draw_turn_and_encoder(svg, pins, 590, 880)
     return svg.render()
 
 

@@ -3,7 +3,6 @@ with a message (never a crash) where real pins cannot be driven."""
 
 from __future__ import annotations
 
-import pytest
 from gpiozero.pins.mock import MockFactory
 
 from piano_buddy import panel

@@ -70,6 +70,18 @@ def test_no_pin_collides_with_a_bus(pins, bus, reserved):
         assert p not in reserved, f"{name} = GPIO {p} collides with {bus}"
 
 
+def test_no_pin_is_on_the_tables_own_reserved_list(pins):
+    reserved = {int(g): what for g, what in pins["reserved"].items()}
+    for name, p in all_pins(pins):
+        assert p not in reserved, f"{name} = GPIO {p} is reserved for {reserved[p]}"
+
+
+def test_the_drawing_script_refuses_a_table_using_a_reserved_pin(pins):
+    dw = draw_wiring()
+    with pytest.raises(ValueError, match="GPIO 18 .* is reserved for I2S BCLK"):
+        dw.draw(dict(pins, turn_led=18))
+
+
 def test_the_turn_led_transistor_is_on_a_pin_pulled_down_at_power_on(pins):
     """GPIO 0-8 are pulled up until the firmware runs; ~50 uA into the BC337's base would
     light the turn lamp dimly through every boot (the ULN2803A's lamps are immune: its

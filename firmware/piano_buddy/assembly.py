@@ -63,14 +63,13 @@ def alsa_sink_factory(cfg: Config, device: str | None = None) -> Callable[[], ob
 
 
 def wav_fallback_factory(cfg: Config) -> Callable[[], object] | None:
-    """``audio.wav_fallback``: a WAV file, paced at real time, that plays while no ALSA
-    device is there (None when the setting is empty)."""
-    from .audio_out import WavSink
+    """``audio.wav_fallback``: while no ALSA device is there, keep what sounds in a WAV file
+    (one per start, capped, the last few kept; paced at real time). None when it is empty."""
+    from .audio_out import SoundOnlyWavSink, wav_fallback_path
     a = cfg.audio
     if not a.wav_fallback:
         return None
-    return lambda: WavSink(a.wav_fallback, sample_rate=a.sample_rate, channels=2,
-                           realtime=True)
+    return lambda: SoundOnlyWavSink(wav_fallback_path(a.wav_fallback), a.sample_rate, 2)
 
 
 def build_audio_thread(cfg: Config, synth, open_sink: Callable[[], object] | None = None, *,

@@ -42,6 +42,8 @@ log = logging.getLogger("piano_buddy.audio")
 # A device that takes no samples for this long has vanished (a JACK server that died, a USB
 # card pulled out mid-poll). Far above one buffer (10 ms) and a busy machine's hiccups.
 DEFAULT_STALL_SECONDS = 0.5
+STALLED_KEPT = 16            # stalled PCM handles set aside instead of closed (AlsaSink.close)
+_stalled_pcms: list = []
 # close() waits at most this long (plus one buffer) for queued samples to play out.
 DRAIN_SECONDS = 0.1
 
@@ -95,6 +97,7 @@ class AlsaSink(_SinkBase):
         self._pcm = None
         self._poll = None
         self._broken = False        # a vanished device is dropped, never drained
+        self._stalled = False       # it accepted nothing for stall_seconds (see close())
 
     def describe(self) -> str:
         return f"ALSA {self.device!r}"
@@ -168,7 +171,7 @@ class AlsaSink(_SinkBase):
                 else:                   # 0: the buffer is full (non-blocking mode)
                     left = deadline - time.monotonic()
                     if left <= 0:
-                        self._broken = True
+                        self._broken = self._stalled = True
                         raise AudioDeviceError(
                             f"ALSA device {self.device!r} accepted no samples for "
                             f"{self.stall_seconds:g} s: it vanished or stopped")
@@ -193,9 +196,20 @@ class AlsaSink(_SinkBase):
             return None
 
     def close(self) -> None:
-        """Let queued samples play out for a bounded time, then close; safe twice."""
+        """Let queued samples play out for a bounded time, then close; safe twice.
+
+        A device that stalled (accepted nothing for ``stall_seconds`` while still there) is
+        not closed but set aside: alsa-lib's jack plugin crashes the process when a stalled
+        client is closed (seen twice in the soak on an overloaded machine). At most
+        ``STALLED_KEPT`` are kept; a real card that vanished fails with an error instead of
+        stalling, and is closed."""
         pcm, self._pcm, self._poll = self._pcm, None, None
         if pcm is None:
+            return
+        if self._stalled and len(_stalled_pcms) < STALLED_KEPT:
+            _stalled_pcms.append(pcm)
+            log.warning("%s stalled: its handle is set aside, not closed (%d so far)",
+                        self.describe(), len(_stalled_pcms))
             return
         try:
             if not self._broken:
@@ -571,3 +585,91 @@ class AudioThread:
             log.info("audio thread runs with SCHED_FIFO priority %d", self.realtime_priority)
         except (OSError, ValueError) as exc:
             log.info("audio thread runs without real-time priority (%s)", exc)
+
+
+# --- audio.wav_fallback ------------------------------------------------------------------------
+WAV_SILENCE_KEPT = 1.0       # seconds of silence kept after a sound (rests keep their rhythm)
+WAV_CAP_BYTES = 50_000_000   # one fallback WAV stops growing here (about 4 min of sound)
+WAV_FILES_KEPT = 5           # older fallback WAVs are removed
+
+
+class SoundOnlyWavSink:
+    """A paced sink for a machine without a sound card that keeps, in a WAV file, only the
+    stretches where something sounds (plus up to :data:`WAV_SILENCE_KEPT` of each rest).
+
+    An idle simulator writes nothing, the file is created at the first sound, and it stops
+    growing at ``cap_bytes``; on opening, all but the newest ``keep`` files of the same name
+    pattern are removed. Writing runs on the audio thread: one ``np.any`` per block, and the
+    WAV writer's buffered file write (the same as the offline WavSink's).
+    """
+
+    def __init__(self, path: Path, sample_rate: int = 48000, channels: int = 2, *,
+                 cap_bytes: int = WAV_CAP_BYTES, keep: int = WAV_FILES_KEPT):
+        self.path = Path(path)
+        self.sample_rate, self.channels = sample_rate, channels
+        self.xruns = 0
+        self.cap_frames = max(1, (cap_bytes - 44) // (2 * channels))
+        self.keep = keep
+        self.full = False
+        self._pace = PacedNullSink(sample_rate, channels)
+        self._wav = WavSink(self.path, sample_rate, channels)
+        self._opened = False
+        self._silent_frames = 0
+        self._keep_silence = int(WAV_SILENCE_KEPT * sample_rate)
+
+    @property
+    def frames_written(self) -> int:
+        return self._wav.frames if self._opened else 0
+
+    def describe(self) -> str:
+        return f"WAV {str(self.path)!r} (sound only)"
+
+    def open(self) -> "SoundOnlyWavSink":
+        self._pace.open()
+        return self
+
+    def write(self, block: np.ndarray) -> None:
+        self._pace.write(block)
+        if self.full:
+            return
+        if block.any():
+            self._silent_frames = 0
+        else:
+            self._silent_frames += len(block)
+            if not self._opened or self._silent_frames > self._keep_silence:
+                return
+        if not self._opened:
+            self._remove_old()
+            self._wav.open()
+            self._opened = True
+        self._wav.write(block)
+        if self._wav.frames >= self.cap_frames:
+            self.full = True
+            self._wav.close()
+
+    def _remove_old(self) -> None:
+        pattern = sorted(self.path.parent.glob(f"{self.path.stem.rsplit('-', 2)[0]}-*.wav"))
+        for old in pattern[:max(0, len(pattern) - (self.keep - 1))]:
+            try:
+                old.unlink()
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        if self._opened:
+            self._wav.close()
+        self._pace.close()
+
+    def __enter__(self):
+        return self.open()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def wav_fallback_path(setting: str, now: float | None = None) -> Path:
+    """``audio.wav_fallback = "out/sim.wav"`` -> ``out/sim-YYYYMMDD-HHMMSS.wav`` (one file per
+    run, the last few kept)."""
+    p = Path(setting)
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
+    return p.with_name(f"{p.stem}-{stamp}{p.suffix or '.wav'}")

@@ -27,6 +27,12 @@ def _pin_table() -> dict[str, Any]:
         return tomllib.load(f)
 
 
+def reserved_pins() -> dict[int, str]:
+    """GPIO -> what owns it (the amplifier's I2S, I2C, the UART, the HAT ID bus): the
+    ``[reserved]`` table of the pin table, the same one the wiring drawing shows."""
+    return {int(gpio): str(what) for gpio, what in _pin_table().get("reserved", {}).items()}
+
+
 def _spec(default=dataclasses.MISSING, *, lo=None, hi=None, choices=None, help="",
           default_factory=dataclasses.MISSING):
     """A field with its allowed range, kept next to the default so docs and checks agree."""
@@ -215,9 +221,13 @@ def _check_whole(cfg: Config) -> None:
              + [("panel.turn_led", p.turn_led)]
              + [("panel.volume_encoder", x) for x in p.volume_encoder])
     seen: dict[int, str] = {}
+    reserved = reserved_pins()
     for key, pin in named:
         if pin not in VALID_GPIOS:
             raise ConfigError(f"{key}: GPIO {pin} is not a header GPIO (allowed 2 to 27)")
+        if pin in reserved:
+            raise ConfigError(f"{key}: GPIO {pin} is reserved for {reserved[pin]} "
+                              "(see the [reserved] table in hardware/pins.toml)")
         if pin in seen:
             raise ConfigError(f"{key}: GPIO {pin} is already used by {seen[pin]}")
         seen[pin] = key
@@ -228,6 +238,9 @@ def _check_whole(cfg: Config) -> None:
     if t.highest_key - t.lowest_key < 11:
         raise ConfigError(f"turns.lowest_key = {t.lowest_key}, turns.highest_key = "
                           f"{t.highest_key}: the buttons need at least an octave")
+    if cfg.midi.enabled and not cfg.midi.output_name.strip():
+        raise ConfigError(f"midi.output_name = {cfg.midi.output_name!r}: the MIDI output "
+                          "port needs a name (to turn MIDI off, set midi.enabled = false)")
     if cfg.midi.enabled and cfg.midi.player_channel == cfg.midi.ai_channel:
         raise ConfigError(f"midi.ai_channel = {cfg.midi.ai_channel}: must differ from "
                           "midi.player_channel so the two parts stay apart")
@@ -258,9 +271,13 @@ def load(path: str | Path | None = None) -> Config:
         raise ConfigError(f"{path}: {exc}") from None
 
 
-def describe() -> str:
-    """Every key with its default and allowed values, as a commented TOML document."""
+def describe(cfg: Config | None = None) -> str:
+    """Every key with its default and allowed values, as a commented TOML document. Given a
+    loaded ``cfg``, the values shown are its own, each change from the default marked."""
     lines = ["# Piano Buddy configuration. Every key is optional; shown are the defaults.", ""]
+    if cfg is not None:
+        lines[0] = ("# Piano Buddy configuration as loaded; a key that differs from the "
+                    "default says so.")
     for sec in fields(Config):
         cls = sec.default_factory  # type: ignore[misc]
         inst = cls()
@@ -270,7 +287,12 @@ def describe() -> str:
             allowed = (f" (one of {', '.join(map(str, m['choices']))})" if m.get("choices")
                        else f" ({m['lo']} to {m['hi']})" if m.get("lo") is not None else "")
             lines.append(f"# {m.get('help', '')}{allowed}")
-            lines.append(f"{f.name} = {_toml(getattr(inst, f.name))}")
+            value = getattr(inst, f.name)
+            if cfg is not None and getattr(getattr(cfg, sec.name), f.name) != value:
+                lines.append(f"{f.name} = {_toml(getattr(getattr(cfg, sec.name), f.name))}"
+                             f"    # changed; default {_toml(value)}")
+            else:
+                lines.append(f"{f.name} = {_toml(value)}")
         lines.append("")
     return "\n".join(lines)
 

@@ -64,7 +64,9 @@ class NoteLog:
 
 
 def render_duet(cfg: Config, seed: int = 7):
-    """Run the scripted duet offline. Returns (int16 samples, NoteLog, conductor stats)."""
+    """Run the scripted duet offline. Returns (int16 samples, NoteLog, conductor stats);
+    the stats also hold ``interrupt_times``, the seconds at which the player pressed a
+    button while the AI was playing (for the picture)."""
     from . import assembly
     from .conductor import Conductor, Turn
     from .outputs import Outputs
@@ -86,11 +88,14 @@ def render_duet(cfg: Config, seed: int = 7):
     second_started = False
     out = np.zeros((int(MAX_SECONDS * sr) + block, 2), dtype=np.int16)
     pins = [factory.pin(p) for p in cfg.panel.buttons]
+    interrupt_times: list[float] = []
     try:
         while synth.frame + block <= len(out):
             now = clock()
             while edges and edges[0][0] <= now:
                 _, button, down = edges.pop(0)
+                if down and conductor.turn is Turn.AI:
+                    interrupt_times.append(now)
                 pins[button].drive_low() if down else pins[button].drive_high()
             conductor.drain(now)
             if (not second_started and not edges and conductor.stats["replies"] == 1
@@ -109,7 +114,8 @@ def render_duet(cfg: Config, seed: int = 7):
         conductor.silence_everything()
         panel.close()
     end = synth.frame + int(0.3 * sr)
-    return out[:min(end, len(out))], notes, dict(conductor.stats)
+    return (out[:min(end, len(out))], notes,
+            {**conductor.stats, "interrupt_times": interrupt_times})
 
 
 def _edges(presses, origin):
@@ -131,37 +137,68 @@ def write_midi(path: Path, notes, cfg: Config) -> None:
     tmp.replace(path)
 
 
-def write_piano_roll(path: Path, notes, title: str = "Piano Buddy duet") -> bool:
-    """A PNG piano roll, player in blue and AI in orange. False if matplotlib is missing."""
+def write_piano_roll(path: Path, notes, title: str = "Piano Buddy duet",
+                     interrupts=()) -> bool:
+    """A PNG piano roll (:func:`piano_roll_figure`). False if matplotlib is missing."""
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-        from matplotlib.patches import Patch
     except ImportError:
         log.warning("matplotlib is not installed: no piano roll")
         return False
-    colours = {False: "#2b6cb0", True: "#dd6b20"}
-    fig, ax = plt.subplots(figsize=(10, 4), dpi=110)
-    for pitch, _vel, start, end, ai in notes:
-        ax.broken_barh([(start, max(0.02, end - start))], (pitch - 0.4, 0.8),
-                       facecolors=colours[ai], edgecolors="black", linewidth=0.3)
-    if notes:
-        lo = min(n[0] for n in notes) - 2
-        hi = max(n[0] for n in notes) + 2
-        ax.set_ylim(lo, hi)
-        ax.set_xlim(0, max(n[3] for n in notes) + 0.3)
-    ax.set_xlabel("seconds")
-    ax.set_ylabel("MIDI pitch")
-    ax.set_title(title)
-    ax.grid(axis="y", color="#eeeeee")
-    ax.legend(handles=[Patch(color=colours[False], label="player (8 buttons via Genie)"),
-                       Patch(color=colours[True], label="AI reply (melody LSTM)")],
-              loc="upper right", fontsize=8)
-    fig.tight_layout()
+    fig = piano_roll_figure(notes, title, interrupts)
     fig.savefig(path)
     plt.close(fig)
     return True
+
+
+def piano_roll_figure(notes, title: str = "Piano Buddy duet", interrupts=()):
+    """Player in blue and AI in orange, note names on the pitch axis, the grid behind the
+    bars, a dashed line where the player interrupted the AI."""
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    from .terminal import note_name
+
+    colours = {False: "#2b6cb0", True: "#dd6b20"}
+    fig, ax = plt.subplots(figsize=(11, 4.6), dpi=110)
+    ax.set_axisbelow(True)                  # the grid behind the bars
+    for pitch, _vel, start, end, ai in notes:
+        ax.broken_barh([(start, max(0.02, end - start))], (pitch - 0.4, 0.8),
+                       facecolors=colours[ai], edgecolors="black", linewidth=0.3, zorder=2)
+    if notes:
+        lo = min(n[0] for n in notes) - 2
+        hi = max(n[0] for n in notes) + 2
+        ax.set_ylim(lo - 0.5, hi + 0.5)
+        ax.set_xlim(0, max(n[3] for n in notes) + 0.3)
+        # every white key named; the Cs (and the grid line on them) stand out
+        whites = [p for p in range(lo, hi + 1) if p % 12 in (0, 2, 4, 5, 7, 9, 11)]
+        ax.set_yticks(whites, [note_name(p) for p in whites], fontsize=7)
+        ax.set_yticks(range(lo, hi + 1), minor=True)
+        ax.grid(axis="y", which="minor", color="#f2f2f2", linewidth=0.6)
+        ax.grid(axis="y", which="major", color="#dddddd", linewidth=0.8)
+        for p in range(lo, hi + 1):
+            if p % 12 == 0:
+                ax.axhline(p, color="#bbbbbb", linewidth=0.9, zorder=1)
+    ax.grid(axis="x", color="#eeeeee", linewidth=0.6)
+    handles = [Patch(color=colours[False], label="player (8 buttons via Genie)"),
+               Patch(color=colours[True], label="AI reply (melody LSTM)")]
+    for t in interrupts:
+        ax.axvline(t, color="#c53030", linestyle="--", linewidth=1.2, zorder=3)
+        ax.annotate("player interrupts:\nthe AI stops", (t, 1.0), xycoords=("data", "axes fraction"),
+                    xytext=(4, -4), textcoords="offset points", va="top", fontsize=8,
+                    color="#c53030")
+    if interrupts:
+        handles.append(Line2D([], [], color="#c53030", linestyle="--", label="interrupt"))
+    ax.set_xlabel("seconds")
+    ax.set_ylabel("note")
+    ax.set_title(title)
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8,
+              frameon=False)
+    fig.tight_layout()
+    return fig
 
 
 def run_demo(cfg: Config, out_dir: Path, seed: int = 7, play: bool = True) -> int:
@@ -175,7 +212,7 @@ def run_demo(cfg: Config, out_dir: Path, seed: int = 7, play: bool = True) -> in
     wav, mid, png = out_dir / "duet.wav", out_dir / "duet.mid", out_dir / "duet.png"
     write_wav(wav, samples, sr)
     write_midi(mid, notes.notes, cfg)
-    roll = write_piano_roll(png, notes.notes)
+    roll = write_piano_roll(png, notes.notes, interrupts=stats["interrupt_times"])
     n_player = sum(1 for n in notes.notes if not n[4])
     n_ai = len(notes.notes) - n_player
     print(f"Piano Buddy demo: {n_player} player notes, {n_ai} AI notes, "
@@ -189,6 +226,7 @@ def run_demo(cfg: Config, out_dir: Path, seed: int = 7, play: bool = True) -> in
 
 def _play(cfg: Config, samples: np.ndarray) -> None:
     """Play the rendered duet on the ALSA device, if one opens; otherwise say so."""
+    from .alsa_quiet import quiet_alsa_errors
     from .audio_out import AlsaSink
     from .errors import AudioDeviceError
 
@@ -196,7 +234,8 @@ def _play(cfg: Config, samples: np.ndarray) -> None:
     sink = AlsaSink(a.device, sample_rate=a.sample_rate, channels=2,
                     period_frames=a.period_frames, periods=a.periods)
     try:
-        sink.open()
+        with quiet_alsa_errors():      # our one line below says what alsa-lib would in eight
+            sink.open()
     except (AudioDeviceError, OSError) as exc:
         print(f"  no audio device ({exc}); listen to the WAV file instead")
         return

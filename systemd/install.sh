@@ -201,7 +201,7 @@ do_install() {
     install_venv
     install_files
     start_service
-    say "done. Check the wiring with: sudo -u $NAME $VENV/bin/piano-buddy selftest"
+    say "done. Check the wiring with: sudo $VENV/bin/piano-buddy selftest (it stops the service for the test and starts it again)"
 }
 
 do_uninstall() {

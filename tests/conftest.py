@@ -24,6 +24,18 @@ except ImportError:     # plain `pytest`: pytest put tests/ itself on sys.path
     from audio_rig import AlsaCapture, JackServer, jack_missing_reason, make_alsa_capture
 
 
+@pytest.fixture(autouse=True)
+def collector_as_python_leaves_it():
+    """A Box started in this process freezes the garbage collector's objects and raises its
+    gen-2 threshold (app.settle_memory); a test that does not close its box must not leave
+    that to the next test (the synth's allocation test counts uncollected garbage)."""
+    import gc
+    threshold = gc.get_threshold()
+    yield
+    gc.set_threshold(*threshold)
+    gc.unfreeze()
+
+
 @pytest.fixture
 def alsa_capture(tmp_path, monkeypatch) -> AlsaCapture:
     """ALSA "default" (and "pb_capture") write raw S16_LE stereo to a temp file.

@@ -22,6 +22,7 @@ Facts behind the ALSA writer (measured with alsa-lib 1.2.8, pyalsaaudio 0.11.0, 
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import logging
 import os
@@ -199,15 +200,19 @@ class AlsaSink(_SinkBase):
         """Let queued samples play out for a bounded time, then close; safe twice.
 
         A device that stalled (accepted nothing for ``stall_seconds`` while still there) is
-        not closed but set aside: alsa-lib's jack plugin crashes the process when a stalled
-        client is closed (seen twice in the soak on an overloaded machine). At most
+        not closed but leaked on purpose: alsa-lib's jack plugin crashes the process when a
+        stalled client is closed (seen in the soak on an overloaded machine, and at exit after
+        a JACK server restart). At most
         ``STALLED_KEPT`` are kept; a real card that vanished fails with an error instead of
         stalling, and is closed."""
         pcm, self._pcm, self._poll = self._pcm, None, None
         if pcm is None:
             return
         if self._stalled and len(_stalled_pcms) < STALLED_KEPT:
-            _stalled_pcms.append(pcm)
+            # one reference that is never released, not even at interpreter exit (module
+            # globals are cleared then, and the handle's finalizer would close it)
+            ctypes.pythonapi.Py_IncRef(ctypes.py_object(pcm))
+            _stalled_pcms.append(id(pcm))
             log.warning("%s stalled: its handle is set aside, not closed (%d so far)",
                         self.describe(), len(_stalled_pcms))
             return

@@ -457,11 +457,13 @@ def _log_to_file(out_dir: Path) -> Path:
     return path
 
 
-def _ask_for_key_releases(fd: int, out, parser: KeyParser, timeout: float = 0.5
+def _ask_for_key_releases(fd: int, out, parser: KeyParser, timeout: float = 3.0
                           ) -> tuple[bool, list]:
     """Ask the terminal whether it speaks the kitty keyboard protocol and switch it on if
     so. Every terminal answers the device-attributes query that follows ours, so a terminal
-    that ignores ours is known at once, not after a timeout. Returns (on, other events)."""
+    that ignores ours is known at once, not after a timeout; the timeout is only for one
+    that answers neither, and is generous because a busy machine (or a terminal over ssh)
+    may take a while to answer. Returns (on, other events)."""
     out.write(KITTY_QUERY)
     out.flush()
     supported, others = False, []

@@ -254,11 +254,15 @@ def test_alsa_lib_prints_nothing_of_its_own_when_the_simulator_probes(tmp_path):
 
 
 # --- the real thing in a pseudo-terminal ----------------------------------------------------
-def read_screen(fd, seconds, answer_kitty=None):
+def read_screen(fd, seconds, answer_kitty=None, until=None):
     """Read the simulator's output; answer its keyboard-protocol query like a terminal
-    (``answer_kitty`` flags, or only the device attributes a plain terminal sends)."""
+    (``answer_kitty`` flags, or only the device attributes a plain terminal sends).
+    ``until``: a regular expression; stop as soon as the screen read so far matches it
+    (``seconds`` is then only the limit, generous for a busy machine)."""
     end, data = time.monotonic() + seconds, b""
     while time.monotonic() < end:
+        if until is not None and re.search(until, _plain(data)):
+            break
         r, _, _ = select.select([fd], [], [], 0.05)
         if r:
             try:
@@ -269,7 +273,11 @@ def read_screen(fd, seconds, answer_kitty=None):
                 reply = (f"\x1b[?{answer_kitty}u" if answer_kitty is not None else "")
                 os.write(fd, (reply + "\x1b[?62;22c").encode())
             data += chunk
-    return re.sub(r"\x1b\[[0-9;?<>]*[A-Za-z~]", "", data.decode(errors="ignore")), data
+    return _plain(data), data
+
+
+def _plain(data: bytes) -> str:
+    return re.sub(r"\x1b\[[0-9;?<>]*[A-Za-z~]", "", data.decode(errors="ignore"))
 
 
 def start_simulator(tmp_path, env, extra=""):
@@ -300,12 +308,14 @@ def test_the_simulator_plays_ignores_stray_keys_and_quits_only_on_q_twice(tmp_pa
         os.write(master, b"\x1b")                     # Esc, arrows, F1: nothing happens
         os.write(master, b"\x1b[A\x1b[D\x1bOP")
         os.write(master, b"q")                       # one q: are you done?
-        screen, _ = read_screen(master, 1.0)
+        screen, _ = read_screen(master, 10.0, until="Are you done")
         assert "Are you done? Press q again" in screen
         for ch in "aSdF":                             # playing on cancels the question
             os.write(master, ch.encode())
             time.sleep(0.7)
-        screen, _ = read_screen(master, 6.0)
+        screen, _ = read_screen(master, 20.0, until=r"AI\s+[A-G]#?\d")
+        time.sleep(0.3)
+        screen += read_screen(master, 0.5)[0]
         assert proc.poll() is None, "a stray key ended the simulator"
         you = re.findall(r"you\s+((?:[A-G]#?-?\d ?)+)", screen)
         assert you and len(you[-1].split()) == 4, screen[-1500:]
@@ -333,7 +343,7 @@ def test_the_simulator_uses_key_releases_where_the_terminal_reports_them(tmp_pat
         turns = re.findall(r"turn\s+\S (your turn|the AI is \w+)", screen)
         assert turns and turns[-1] == "your turn", "the held note keeps the turn"
         os.write(master, b"\x1b[97;1:3u")             # ... and up
-        screen, _ = read_screen(master, 6.0, answer_kitty=0)
+        screen, _ = read_screen(master, 20.0, answer_kitty=0, until=r"AI\s+[A-G]#?\d")
         assert re.search(r"AI\s+[A-G]#?\d", screen)
         os.write(master, b"\x1b[99;5u")               # Ctrl-C, as kitty reports it
         assert proc.wait(timeout=20) == 0

@@ -20,7 +20,7 @@ PYTEST_ARGS ?=
 # Install, uninstall and the emulated-Pi check live in mk/install.mk.
 -include mk/*.mk
 .PHONY: help run demo test test-fast bench soak models eval install uninstall pi-check \
-        system-deps venv train-venv tflr-venv clean
+        system-deps venv train-venv tflr-venv clean voice-deps voice-report
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -86,8 +86,17 @@ run: venv  ## play the box (desktop simulator without GPIO; a demo without a ter
 demo: venv  ## the scripted demo: writes out/duet.wav, out/duet.mid, out/duet.png
 	$(PY) -m piano_buddy demo --out out
 
-test: venv tflr-venv py313-venv train-venv  ## install what the tests need and run them all
+test: venv tflr-venv py313-venv train-venv voice-deps  ## install what the tests need and run them all
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# The voice is compared with a sampled piano (FluidR3 GM in FluidSynth): for the report and
+# the tests only, the box never needs them.
+VOICE_PACKAGES ?= fluidsynth fluid-soundfont-gm
+voice-deps:
+	@$(MAKE) --no-print-directory system-deps SYSTEM_PACKAGES="$(VOICE_PACKAGES)"
+
+voice-report: venv voice-deps  ## our synth beside a sampled piano: table, PNGs and an A/B WAV in out/
+	$(PY) -m bench.voice_report --out out
 
 bench: venv  ## measure every timing target; prints a table, writes out/bench.json
 	$(PY) -m bench --json out/bench.json

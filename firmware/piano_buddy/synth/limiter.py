@@ -1,5 +1,13 @@
-"""The last stage: master gain (the volume knob), a look-at-the-block limiter, a soft clip
-that makes the ceiling a hard guarantee, and the conversion to int16.
+"""The last stage: master gain (the volume knob), an RMS compressor, a look-at-the-block
+limiter, a soft clip that makes the ceiling a hard guarantee, and the conversion to int16.
+
+Why a compressor before the limiter: a peak limiter alone holds a loud chord up at the
+ceiling for as long as it rings (it fell 2.4 dB in 2.7 s where a piano falls 25 dB), and
+ducks hard at every new strike of a mash. The compressor follows the mix's smoothed RMS
+(10 ms attack, 150 ms release) above a threshold, at a gentle ratio, and its gain may move
+at most ``COMP_MAX_DOWN_DB_S`` / ``COMP_MAX_UP_DB_S``, so dense playing gets quieter
+smoothly (under 1 dB per strike at ten strikes a second) and a chord's decay still shows;
+the limiter is left for the first milliseconds of a sudden loud block.
 
 Why this shape: the mix is computed a whole block before it is played, so the limiter can
 see the block's peak and lower its gain before the loud samples go out (no overshoot
@@ -21,6 +29,12 @@ KNEE = 0.90                 # of the ceiling: the soft clip is linear below this
 LIMIT_TARGET = 0.88         # the limiter aims the block peak here, just under the knee
 LIMIT_RELEASE_S = 0.25      # limiter gain recovers with this time constant
 GAIN_SMOOTH_S = 0.03        # the volume knob glides with this time constant
+COMP_THRESHOLD_DB = -13.0   # RMS re the ceiling above which the compressor works
+COMP_RATIO = 3.0
+COMP_ATTACK_S = 0.010
+COMP_RELEASE_S = 0.150
+COMP_MAX_DOWN_DB_S = 12.0   # its gain falls at most this fast ...
+COMP_MAX_UP_DB_S = 8.0      # ... and recovers at most this fast
 
 
 class OutputStage:
@@ -45,9 +59,21 @@ class OutputStage:
         self._scratch_flat = self._scratch.reshape(-1)   # 1-D max: numpy 1.26 buffers a 2-D one
         self._sign = np.empty_like(self._scratch)
         self._soft = np.empty_like(self._scratch)
-        self._int_scale = 32767.0 * self.ceiling
+        # whole LSBs: the soft clip stays under 1, so rounding can never pass the ceiling
+        self._int_scale = float(math.floor(32767.0 * self.ceiling))
         self.limited_blocks = 0
         self.clipped_blocks = 0
+        # compressor: smoothed mean square, gain in dB, per-block coefficients
+        seconds = block_frames / sample_rate
+        self.comp_power = 0.0
+        self.comp_gain_db = 0.0
+        self.compressor_gain = 1.0
+        self._comp_attack = 1.0 - math.exp(-seconds / COMP_ATTACK_S)
+        self._comp_release = 1.0 - math.exp(-seconds / COMP_RELEASE_S)
+        self._comp_down = COMP_MAX_DOWN_DB_S * seconds
+        self._comp_up = COMP_MAX_UP_DB_S * seconds
+        self._comp_threshold = 10 ** (COMP_THRESHOLD_DB / 10)     # as a mean square
+        self._mix_flat_len = block_frames * mix_channels
 
     @staticmethod
     def _clamp(gain: float) -> float:
@@ -65,10 +91,23 @@ class OutputStage:
         old_gain = self.gain
         diff = self.target_gain - old_gain
         self.gain = self.target_gain if abs(diff) < 2e-3 else old_gain + diff * self._gain_alpha
+        # the compressor: the smoothed RMS of this block (after the knob) sets its gain
+        flat = mix.reshape(-1)
+        power = float(np.dot(flat, flat)) / self._mix_flat_len * self.gain * self.gain
+        alpha = self._comp_attack if power > self.comp_power else self._comp_release
+        self.comp_power += alpha * (power - self.comp_power)
+        old_comp = self.compressor_gain
+        if self.comp_power > self._comp_threshold:
+            wanted_db = -10 * math.log10(self.comp_power / self._comp_threshold) * (1 - 1 / COMP_RATIO)
+        else:
+            wanted_db = 0.0
+        step = min(max(wanted_db - self.comp_gain_db, -self._comp_down), self._comp_up)
+        self.comp_gain_db += step
+        self.compressor_gain = 10 ** (self.comp_gain_db / 20)
         # the limiter: the gain that puts this block's peak at LIMIT_TARGET
         np.abs(mix, out=self._scratch)
         raw_peak = float(self._scratch_flat.max())
-        peak = raw_peak * self.gain
+        peak = raw_peak * self.gain * self.compressor_gain
         old_limit = self.limiter_gain
         wanted = LIMIT_TARGET / peak if peak > LIMIT_TARGET else 1.0
         if wanted < old_limit:
@@ -78,7 +117,8 @@ class OutputStage:
             self.limiter_gain = old_limit + (wanted - old_limit) * self._release_alpha
             if self.limiter_gain > 0.9999:
                 self.limiter_gain = 1.0
-        start, end = old_gain * old_limit, self.gain * self.limiter_gain
+        start = old_gain * old_comp * old_limit
+        end = self.gain * self.compressor_gain * self.limiter_gain
         clip = raw_peak * max(start, end) > KNEE
         if not clip:                   # the usual case: gain and int16 scale in one ramp
             start, end = start * self._int_scale, end * self._int_scale

@@ -1,0 +1,262 @@
+"""Analyse the sampled reference piano into the small table our synth is built from:
+``python -m bench.voice_analysis`` writes ``firmware/piano_buddy/synth/piano_table.json``.
+
+Route (analysis and resynthesis): every third key from A0 to C8 is rendered at velocity 80
+through FluidR3 (``voice_render``), held 12 s, and once more released after 1 s. From each:
+- the inharmonicity B, fitted to the partial frequencies at 0.3 s (f_n = n f1 sqrt(1 + B n^2)
+  up to a constant), smoothed across the keyboard as a line in log B;
+- each partial's amplitude over time (a DFT at its own frequency every 25 ms); per band of
+  partials (``synth.timbre.BANDS``) a fast and a slow decay rate, fitted to the band's
+  envelope as a sum of two exponentials (the two stages of a piano's decay), then each
+  partial's fast and slow amplitude by least squares with those rates;
+- the strike noise: the octave-band spectrum of what lies off the partials in the first
+  30 ms (measurable from C4 up; lower keys take C4's shape, darker);
+- the release time R60 after the key-up.
+Then two calibration passes render our own synth from the table and set, per key, a loudness
+trim (A-weighted level in the first 0.5 s within a few dB of C4) and a strike gain (from C4
+up: our off-partial energy in the first 30 ms equal to the reference's; below: the 4-12 kHz
+share of the first 25 ms).
+
+Only the analysed table is committed (a few tens of KB); the samples stay in FluidR3
+(Frank Wen's FluidR3 GM soundfont, MIT licence, Debian ``fluid-soundfont-gm``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from . import voice_measures as vm
+from .voice_render import SR, render_ours, render_reference
+
+ANCHORS = tuple(range(21, 109, 3))      # A0 ... C8
+HOLD_S = 12.0
+SLOT_S = 13.0
+VELOCITY = 80
+HOP_S = 0.025
+MAX_PARTIALS = 96
+MAX_PARTIAL_HZ = 14000.0
+OCTAVES = (63, 125, 250, 500, 1000, 2000, 4000, 8000, 16000)   # strike noise bands (centres)
+TABLE = Path(__file__).resolve().parents[1] / "firmware" / "piano_buddy" / "synth" / "piano_table.json"
+
+
+def _bands():
+    from piano_buddy.synth.timbre import BANDS
+    return BANDS
+
+
+def fit_inharmonicity(x: np.ndarray, pitch: int) -> float:
+    f0 = vm.pitch_hz(pitch)
+    n_max = int(min(16, 8000.0 / f0))
+    if n_max < 3:
+        return math.nan
+    freqs, amps = vm.partials(x, SR, pitch, n_max=n_max)
+    n = np.arange(1, n_max + 1)
+    ok = np.isfinite(freqs) & (amps > np.nanmax(amps) - 50)
+    if np.count_nonzero(ok) < 3:
+        return math.nan
+    ratio2 = (freqs[ok] / n[ok]) ** 2         # = f1'^2 (1 + B n^2)
+    slope, intercept = np.polyfit(n[ok].astype(float) ** 2, ratio2, 1)
+    return float(slope / intercept)
+
+
+def partial_tracks(x: np.ndarray, pitch: int, b: float):
+    """(times, amplitudes (partials, frames)) of partials 1..N at their inharmonic
+    frequencies."""
+    f0 = vm.pitch_hz(pitch)
+    freqs, _ = vm.partials(x, SR, pitch, n_max=2)
+    f1 = freqs[0] if np.isfinite(freqs[0]) else f0
+    n_max = int(min(MAX_PARTIALS, MAX_PARTIAL_HZ / f0))
+    n = np.arange(1, n_max + 1)
+    fn = n * f1 * np.sqrt((1 + b * n ** 2) / (1 + b))
+    n, fn = n[fn < MAX_PARTIAL_HZ], fn[fn < MAX_PARTIAL_HZ]
+    win = int(max(0.04, 4.0 / f0) * SR)
+    w = np.hanning(win)
+    hop = int(HOP_S * SR)
+    starts = np.arange(0, len(x) - win, hop)
+    t = np.arange(win) / SR
+    basis = np.exp(-2j * np.pi * np.outer(t, fn)) * w[:, None]
+    amps = np.empty((len(fn), len(starts)))
+    for i in range(0, len(starts), 64):
+        frames = np.stack([x[s:s + win] for s in starts[i:i + 64]])
+        amps[:, i:i + 64] = (np.abs(frames @ basis) * 2 / w.sum()).T
+    return (starts + win / 2) / SR, n, amps
+
+
+def fit_two_rates(times: np.ndarray, env: np.ndarray) -> tuple[float, float]:
+    """Fast and slow decay rates (dB/s) of env ~ a e^-rf t + b e^-rs t, fitted in dB over
+    the part within 70 dB of the peak."""
+    keep = (times > 0.05) & (env > env.max() * 10 ** (-70 / 20))
+    t, y = times[keep], env[keep]
+    if len(t) < 8:
+        return 60.0, 20.0
+    target = vm.db(y)
+    best = (math.inf, 60.0, 20.0)
+    for rf in np.geomspace(4.0, 200.0, 28):
+        for rs in np.geomspace(0.5, 60.0, 28):
+            if rs >= rf * 0.8:
+                continue
+            a = np.stack([10 ** (-rf * t / 20), 10 ** (-rs * t / 20)], 1)
+            coef, *_ = np.linalg.lstsq(a / y[:, None], np.ones_like(y), rcond=None)
+            coef = np.maximum(coef, 0)
+            err = float(np.mean((vm.db(a @ coef + 1e-12) - target) ** 2))
+            if err < best[0]:
+                best = (err, float(rf), float(rs))
+    return best[1], best[2]
+
+
+def fast_slow_amplitudes(times, amps, rf, rs):
+    """Per partial (fast, slow) amplitudes at t = 0 for fixed rates, by weighted least squares
+    (relative error, so quiet late parts count), never negative."""
+    keep = times > 0.05
+    t = times[keep]
+    a = np.stack([10 ** (-rf * t / 20), 10 ** (-rs * t / 20)], 1)
+    out = np.zeros((len(amps), 2))
+    for i, y in enumerate(amps[:, keep]):
+        w = 1.0 / np.maximum(y, y.max() * 1e-3 + 1e-9)
+        coef, *_ = np.linalg.lstsq(a * w[:, None], y * w, rcond=None)
+        if coef[0] < 0 or coef[1] < 0:       # fall back to the better single exponential
+            coef = np.maximum(coef, 0)
+        out[i] = coef
+    return out
+
+
+def strike_spectrum_db(x: np.ndarray, pitch: int) -> np.ndarray:
+    """Octave-band levels (dB re the whole first 30 ms) of what lies off the partials."""
+    seconds = 0.030
+    seg = x[:int(seconds * SR)]
+    spec, bins = vm._spectrum(seg, SR, 8)
+    power = spec ** 2
+    f0 = vm.pitch_hz(pitch)
+    freqs, _ = vm.partials(x, SR, pitch, n_max=64)
+    b = fit_inharmonicity(x, pitch)
+    b = 0.0 if not np.isfinite(b) else max(b, 0.0)
+    f1 = freqs[0] if np.isfinite(freqs[0]) else f0
+    near = np.zeros(len(bins), dtype=bool)
+    for n in range(1, int(0.5 * SR / f0) + 1):
+        f = n * f1 * math.sqrt((1 + b * n * n) / (1 + b))
+        near |= np.abs(bins - f) <= max(0.03 * f, 2.2 / seconds)
+    total = power.sum()
+    out = []
+    for c in OCTAVES:
+        band = (bins >= c / math.sqrt(2)) & (bins < c * math.sqrt(2)) & ~near
+        width = max(np.count_nonzero((bins >= c / math.sqrt(2)) & (bins < c * math.sqrt(2))), 1)
+        share = power[band].sum() / max(np.count_nonzero(band), 1) * width
+        out.append(10 * math.log10(max(share / total, 1e-12)))
+    return np.array(out)
+
+
+def analyse(verbose: bool = True) -> dict:
+    bands = _bands()
+    held = render_reference([(p, VELOCITY, i * SLOT_S, i * SLOT_S + HOLD_S)
+                             for i, p in enumerate(ANCHORS)], len(ANCHORS) * SLOT_S)
+    released = render_reference([(p, VELOCITY, i * 3.0, i * 3.0 + 1.0)
+                                 for i, p in enumerate(ANCHORS)], len(ANCHORS) * 3.0)
+    keys = []
+    b_raw = []
+    for i, p in enumerate(ANCHORS):
+        x = vm.trim_onset(held[int(i * SLOT_S * SR):int((i * SLOT_S + HOLD_S) * SR)])
+        b_raw.append(fit_inharmonicity(x, p))
+    # B across the keyboard: a line in log B over the keys where it was measured (C2-C7)
+    ok = [(p, b) for p, b in zip(ANCHORS, b_raw) if np.isfinite(b) and b > 0 and 36 <= p <= 96]
+    line = np.polyfit([p for p, _ in ok], [math.log10(b) for _, b in ok], 1)
+    for i, p in enumerate(ANCHORS):
+        x = vm.trim_onset(held[int(i * SLOT_S * SR):int((i * SLOT_S + HOLD_S) * SR)])
+        b = 10 ** float(np.polyval(line, p))
+        times, n, amps = partial_tracks(x, p, b)
+        entry = {"pitch": p, "B": round(b, 7), "bands": []}
+        fast_db, slow_db = [], []
+        for lo, hi in bands:
+            sel = (n >= lo) & ((n <= hi) if hi else True)
+            if not np.any(sel):
+                entry["bands"].append([60.0, 20.0])
+                continue
+            env = np.sqrt((amps[sel] ** 2).sum(axis=0))
+            rf, rs = fit_two_rates(times, env)
+            entry["bands"].append([round(rf, 2), round(rs, 2)])
+            fs = fast_slow_amplitudes(times, amps[sel], rf, rs)
+            fast_db += [round(float(v), 1) for v in vm.db(fs[:, 0])]
+            slow_db += [round(float(v), 1) for v in vm.db(fs[:, 1])]
+        top = max(max(fast_db), max(slow_db))
+        entry["fast_db"] = [max(v, top - 90.0) for v in fast_db]
+        entry["slow_db"] = [max(v, top - 90.0) for v in slow_db]
+        entry["strike_db"] = [round(float(v), 1) for v in strike_spectrum_db(x, p)]
+        r = released[int(i * 3.0 * SR):int((i * 3.0 + 2.9) * SR)]
+        onset = len(r) - len(vm.trim_onset(r))
+        entry["release_r60_s"] = round(vm.release_r60(r[onset:], SR, 1.0), 3)
+        entry["a_weighted_db"] = round(vm.a_weighted_db(x, SR), 2)
+        entry["off_partial_db"] = round(vm.off_partial_db(x, SR, p), 2)
+        entry["hf_share_db"] = round(vm.band_share_db(x, SR), 2)
+        keys.append(entry)
+        if verbose:
+            print(f"  {p:3d}  B {b:.2e}  bands {entry['bands']}  partials {len(fast_db)}"
+                  f"  R60 {entry['release_r60_s']:.2f} s", file=sys.stderr)
+    # below C4 the off-partial measure cannot see the strike: take C4's shape (its level
+    # is then set by the 4-12 kHz share of the attack, in ``calibrate``)
+    c4 = next(k for k in keys if k["pitch"] == 60)["strike_db"]
+    for k in keys:
+        if k["pitch"] < 60:
+            k["strike_db"] = list(c4)
+        k["loudness_db"] = 0.0
+        k["strike_gain_db"] = 0.0
+    return {"source": "FluidR3 GM (Frank Wen, MIT licence; Debian fluid-soundfont-gm), "
+                      "program 0, rendered by FluidSynth 2.3 with reverb and chorus off",
+            "made_by": "python -m bench.voice_analysis",
+            "velocity": VELOCITY, "octave_bands_hz": list(OCTAVES),
+            "bands": [list(b) for b in bands], "keys": keys}
+
+
+def calibrate(table: dict, rounds: int = 6, verbose: bool = True) -> dict:
+    """Set loudness and strike trims by rendering our synth from the table itself."""
+    from piano_buddy.synth import wavetables
+    keys = table["keys"]
+    c4_ref = next(k for k in keys if k["pitch"] == 60)["a_weighted_db"]
+    for rnd in range(rounds):
+        _write(table)
+        wavetables.clear_caches()
+        ours = {}
+        for k in keys:
+            p = k["pitch"]
+            x = vm.trim_onset(render_ours([(p, VELOCITY, 0.0, 0.6)], 0.8))
+            ours[p] = (vm.a_weighted_db(x, SR), vm.off_partial_db(x, SR, p), vm.band_share_db(x, SR))
+        c4 = ours[60][0]
+        for k in keys:
+            p = k["pitch"]
+            ref_rel = k["a_weighted_db"] - c4_ref
+            floor = -2.0 if p <= 84 else -2.0 - 8.0 * (p - 84) / 24.0
+            want = max(ref_rel, floor) if p <= 84 else min(max(ref_rel, floor), 0.0)
+            k["loudness_db"] = round(k["loudness_db"] + 0.8 * (want - (ours[p][0] - c4)), 2)
+            if p >= 60:
+                err = k["off_partial_db"] - ours[p][1]
+            else:
+                err = k["hf_share_db"] - ours[p][2]
+            k["strike_gain_db"] = round(float(np.clip(k["strike_gain_db"] + 0.9 * err, -20, 6)), 2)
+        if verbose:
+            worst = max(abs(ours[k["pitch"]][0] - c4) for k in keys if k["pitch"] <= 84)
+            print(f"calibration round {rnd + 1}: worst A-weighted re C4 (A0-C6) {worst:.1f} dB",
+                  file=sys.stderr)
+    return table
+
+
+def _write(table: dict, path: Path = TABLE) -> None:
+    text = json.dumps(table, separators=(",", ":"))
+    path.write_text(text.replace('{"pitch"', '\n{"pitch"') + "\n")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", type=Path, default=TABLE)
+    args = parser.parse_args(argv)
+    table = calibrate(analyse())
+    _write(table, args.out)
+    print(f"wrote {args.out} ({args.out.stat().st_size // 1024} KB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

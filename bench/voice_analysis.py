@@ -88,18 +88,22 @@ def partial_tracks(x: np.ndarray, pitch: int, b: float):
     return (starts + win / 2) / SR, n, amps
 
 
-def fit_two_rates(times: np.ndarray, env: np.ndarray) -> tuple[float, float]:
+def fit_two_rates(times: np.ndarray, env: np.ndarray, at_least=(0.0, 0.0),
+                  at_most=(np.inf, np.inf)) -> tuple[float, float]:
     """Fast and slow decay rates (dB/s) of env ~ a e^-rf t + b e^-rs t, fitted in dB over
-    the part within 70 dB of the peak."""
+    the part within 70 dB of the peak, with each rate within the given bounds (a higher
+    band decays at least ``UPPER_BAND_MIN_RATE`` times as fast as the one below)."""
     keep = (times > 0.05) & (env > env.max() * 10 ** (-70 / 20))
     t, y = times[keep], env[keep]
     if len(t) < 8:
-        return 60.0, 20.0
+        return (max(60.0, at_least[0]), max(20.0, at_least[1]))
     target = vm.db(y)
-    best = (math.inf, 60.0, 20.0)
-    for rf in np.geomspace(4.0, 200.0, 28):
-        for rs in np.geomspace(0.5, 60.0, 28):
-            if rs >= rf * 0.8:
+    best = (math.inf, max(60.0, at_least[0]), max(20.0, at_least[1]))
+    for rf in np.geomspace(4.0, 400.0, 32):
+        if not at_least[0] <= rf <= at_most[0]:
+            continue
+        for rs in np.geomspace(0.5, 120.0, 32):
+            if rs >= rf * 0.8 or not at_least[1] <= rs <= at_most[1]:
                 continue
             a = np.stack([10 ** (-rf * t / 20), 10 ** (-rs * t / 20)], 1)
             coef, *_ = np.linalg.lstsq(a / y[:, None], np.ones_like(y), rcond=None)
@@ -118,7 +122,9 @@ def fast_slow_amplitudes(times, amps, rf, rs):
     a = np.stack([10 ** (-rf * t / 20), 10 ** (-rs * t / 20)], 1)
     out = np.zeros((len(amps), 2))
     for i, y in enumerate(amps[:, keep]):
-        w = 1.0 / np.maximum(y, y.max() * 1e-3 + 1e-9)
+        # relative error down to -40 dB; below that a partial's track is mostly its
+        # neighbours' leakage and noise, which must not pass for a slow component
+        w = 1.0 / np.maximum(y, y.max() * 1e-2 + 1e-9)
         coef, *_ = np.linalg.lstsq(a * w[:, None], y * w, rcond=None)
         if coef[0] < 0 or coef[1] < 0:       # fall back to the better single exponential
             coef = np.maximum(coef, 0)
@@ -171,13 +177,19 @@ def analyse(verbose: bool = True) -> dict:
         times, n, amps = partial_tracks(x, p, b)
         entry = {"pitch": p, "B": round(b, 7), "bands": []}
         fast_db, slow_db = [], []
+        from piano_buddy.synth import timbre
+        floor = (0.0, 0.0)
+        cap = (timbre.TREBLE_MAX_RATES_DB_S if p > timbre.TREBLE_CAP_FROM else (np.inf, np.inf))
         for lo, hi in bands:
             sel = (n >= lo) & ((n <= hi) if hi else True)
             if not np.any(sel):
-                entry["bands"].append([60.0, 20.0])
+                rf, rs = max(60.0, floor[0]), max(20.0, floor[1])
+                entry["bands"].append([round(rf, 2), round(rs, 2)])
+                floor = (rf * timbre.UPPER_BAND_MIN_RATE, rs * timbre.UPPER_BAND_MIN_RATE)
                 continue
             env = np.sqrt((amps[sel] ** 2).sum(axis=0))
-            rf, rs = fit_two_rates(times, env)
+            rf, rs = fit_two_rates(times, env, floor, (max(cap[0], floor[0]), max(cap[1], floor[1])))
+            floor = (rf * timbre.UPPER_BAND_MIN_RATE, rs * timbre.UPPER_BAND_MIN_RATE)
             entry["bands"].append([round(rf, 2), round(rs, 2)])
             fs = fast_slow_amplitudes(times, amps[sel], rf, rs)
             fast_db += [round(float(v), 1) for v in vm.db(fs[:, 0])]
@@ -249,6 +261,7 @@ def _write(table: dict, path: Path = TABLE) -> None:
 
 
 def main(argv=None) -> int:
+    """Analyse, calibrate, write the table."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=TABLE)
     args = parser.parse_args(argv)

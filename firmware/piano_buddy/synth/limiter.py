@@ -4,7 +4,7 @@ limiter, a soft clip that makes the ceiling a hard guarantee, and the conversion
 Why a compressor before the limiter: a peak limiter alone holds a loud chord up at the
 ceiling for as long as it rings (it fell 2.4 dB in 2.7 s where a piano falls 25 dB), and
 ducks hard at every new strike of a mash. The compressor follows the mix's smoothed RMS
-(10 ms attack, 150 ms release) above a threshold, at a gentle ratio, and its gain may move
+(20 ms attack, 150 ms release) above a threshold, at a gentle ratio, and its gain may move
 at most ``COMP_MAX_DOWN_DB_S`` / ``COMP_MAX_UP_DB_S``, so dense playing gets quieter
 smoothly (under 1 dB per strike at ten strikes a second) and a chord's decay still shows;
 the limiter is left for the first milliseconds of a sudden loud block.
@@ -31,10 +31,12 @@ LIMIT_RELEASE_S = 0.25      # limiter gain recovers with this time constant
 GAIN_SMOOTH_S = 0.03        # the volume knob glides with this time constant
 COMP_THRESHOLD_DB = -13.0   # RMS re the ceiling above which the compressor works
 COMP_RATIO = 3.0
-COMP_ATTACK_S = 0.010
+COMP_ATTACK_S = 0.020
 COMP_RELEASE_S = 0.150
 COMP_MAX_DOWN_DB_S = 12.0   # its gain falls at most this fast ...
 COMP_MAX_UP_DB_S = 8.0      # ... and recovers at most this fast
+COMP_DEADBAND_DB = 0.3      # and holds still while within this of where it should be: the
+                            # detector ripples with the waveform, a moving gain would be AM
 
 
 class OutputStage:
@@ -101,8 +103,9 @@ class OutputStage:
             wanted_db = -10 * math.log10(self.comp_power / self._comp_threshold) * (1 - 1 / COMP_RATIO)
         else:
             wanted_db = 0.0
-        step = min(max(wanted_db - self.comp_gain_db, -self._comp_down), self._comp_up)
-        self.comp_gain_db += step
+        error = wanted_db - self.comp_gain_db
+        if abs(error) > COMP_DEADBAND_DB or (wanted_db == 0.0 and error > 0):
+            self.comp_gain_db += min(max(error, -self._comp_down), self._comp_up)
         self.compressor_gain = 10 ** (self.comp_gain_db / 20)
         # the limiter: the gain that puts this block's peak at LIMIT_TARGET
         np.abs(mix, out=self._scratch)

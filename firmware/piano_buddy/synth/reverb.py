@@ -30,32 +30,47 @@ class Reverb:
         if not 0.1 <= seconds <= 5.0:
             raise ValueError(f"reverb time {seconds} s must be within 0.1..5")
         self.amount = float(amount)
-        n = len(DELAYS_S)
+        self.n_lines = n = len(DELAYS_S)
         delays = np.array([max(int(round(d * sample_rate)), 16) for d in DELAYS_S])
-        self.chunk = int(min(block_frames, delays.min()))
-        size = 1 << int(math.ceil(math.log2(delays.max() + self.chunk + 1)))
-        self._mask = size - 1
+        self.chunk = c = int(min(block_frames, delays.min()))
+        size = 1 << int(math.ceil(math.log2(delays.max() + c + 1)))
+        self._size = size
         self._buf = np.zeros(n * size)
-        t = np.arange(self.chunk)
-        self._rel_read = (t[None, :] - delays[:, None] + size).astype(np.intp)
-        self._rel_write = np.repeat(t[None, :], n, axis=0).astype(np.intp)
-        self._base = np.repeat((np.arange(n) * size)[:, None], self.chunk, axis=1).astype(np.intp)
-        self._idx = np.zeros((n, self.chunk), dtype=np.intp)
-        self._y = np.zeros((n, self.chunk))
-        self._z = np.zeros((n, self.chunk))
-        self._s = np.zeros((n, self.chunk))
+        self._delays = delays
+        # gather/scatter indices of a chunk at every position the write head can take
+        # (one table lookup per chunk); positions repeat when the chunk divides the size
+        self._cycle = size // c if size % c == 0 else 0
+        self._read_idx = self._write_idx = None
+        if self._cycle:
+            self._read_idx = np.stack([self._indices(k * c, c, delays) for k in range(self._cycle)])
+            self._write_idx = np.stack([self._indices(k * c, c, 0 * delays) for k in range(self._cycle)])
+        self._idx = np.zeros((n, c), dtype=np.intp)
+        # lines' outputs plus one row for the dry input: the feedback matmul also feeds it in
+        self._y = np.zeros((n + 1, c))
+        self._z = np.zeros((n, c))
+        self._s = np.zeros((n, c))
         self._prev = np.zeros((n, 1))
-        self._in = np.zeros(self.chunk)
-        self._wet = np.zeros((self.chunk, 2))
-        self._h = (np.eye(n) - 2.0 / n) * (10 ** (-3.0 * delays / (seconds * sample_rate)))[:, None]
-        self._sign = np.array([1.0, -1.0, 1.0, -1.0])[:, None] * 0.5
+        gains = 10 ** (-3.0 * delays / (seconds * sample_rate))
+        h = (np.eye(n) - 2.0 / n) * gains[:, None]                # Householder x decay
+        inject = np.array([1.0, -1.0, 1.0, -1.0])[:, None] * 0.5  # alternating signs
+        self._h = 0.5 * np.hstack([h, inject])                     # 0.5: the two-tap average
+        self._out = np.zeros((n, 2))
+        self._out_unit = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
+        if channels == 1:
+            self._out_unit = np.full((n, 1), 0.5)
+            self._out = np.zeros((n, 1))
+        self._wet = np.zeros((c, self._out.shape[1]))
         self._pos = 0
-        self._mix_channels = 1 if channels == 1 else 2
-        # the wet level: 0.3 x amount of the dry mix reaches the ear, at a steady state
         self._gain = 0.6 * self.amount
         self._tail = 1.0             # 1 while voices sound; fades once they have all ended
         self._tail_alpha = math.exp(-block_frames / (TAIL_FADE_S * sample_rate))
+        self._last_gain = -1.0
         self.drained = True
+
+    def _indices(self, pos: int, n: int, delays: np.ndarray) -> np.ndarray:
+        t = np.arange(n)[None, :]
+        lines = np.arange(self.n_lines)[:, None]
+        return ((pos + t - delays[:, None]) % self._size + lines * self._size).astype(np.intp)
 
     def process(self, mix: np.ndarray, voices_active: bool) -> None:
         """Add the room to ``mix`` (frames, 1 or 2) in place."""
@@ -73,49 +88,44 @@ class Reverb:
                 self._prev.fill(0.0)
                 self.drained = True
                 return
+        gain = self._gain * self._tail
+        if gain != self._last_gain:
+            np.multiply(self._out_unit, gain, out=self._out)
+            self._last_gain = gain
         frames = len(mix)
         pos = 0
-        gain = self._gain * self._tail
         while pos < frames:
             n = min(self.chunk, frames - pos)
-            self._chunk(mix[pos:pos + n], n, gain)
+            self._chunk(mix[pos:pos + n], n)
             pos += n
 
-    def _chunk(self, mix: np.ndarray, n: int, gain: float) -> None:
-        idx, y, z, s = self._idx[:, :n], self._y[:, :n], self._z[:, :n], self._s[:, :n]
-        # every line's output for this chunk (written at least one chunk ago)
-        np.add(self._rel_read[:, :n], self._pos, out=idx)
-        np.bitwise_and(idx, self._mask, out=idx)
-        np.add(idx, self._base[:, :n], out=idx)
-        np.take(self._buf, idx, out=y)
-        # the dry input, mono (before the room is added to the mix)
-        inp = self._in[:n]
+    def _lookup(self, write: bool, n: int) -> np.ndarray:
+        if self._cycle and n == self.chunk:
+            table = self._write_idx if write else self._read_idx
+            return table[self._pos // self.chunk]
+        idx = self._idx[:, :n]
+        np.copyto(idx, self._indices(self._pos, n, 0 * self._delays if write else self._delays))
+        return idx
+
+    def _chunk(self, mix: np.ndarray, n: int) -> None:
+        y, z, s = self._y[:, :n], self._z[:, :n], self._s[:, :n]
+        lines = y[:self.n_lines]
+        # every line's output for this chunk (written at least one chunk ago), and the dry
+        # input, mono, in the last row (before the room is added to the mix)
+        np.take(self._buf, self._lookup(False, n), out=lines)
         if mix.shape[1] == 1:
-            np.copyto(inp, mix[:, 0])
+            np.copyto(y[self.n_lines], mix[:, 0])
         else:
-            np.add(mix[:, 0], mix[:, 1], out=inp)
-        # feedback: orthogonal mix with each line's decay gain, then a two-tap low-pass
+            np.add(mix[:, 0], mix[:, 1], out=y[self.n_lines])
+        # feedback and input in one matmul, then the two-tap low-pass (z[t] + z[t-1])
         np.matmul(self._h, y, out=z)
         s[:, 1:] = z[:, :n - 1]
         s[:, :1] = self._prev
         self._prev[:, 0] = z[:, n - 1]
         np.add(z, s, out=z)
-        np.multiply(z, 0.5, out=z)
-        np.multiply(self._sign, inp, out=s)       # into every line, alternating signs
-        np.add(z, s, out=z)
-        np.add(self._rel_write[:, :n], self._pos, out=idx)
-        np.bitwise_and(idx, self._mask, out=idx)
-        np.add(idx, self._base[:, :n], out=idx)
-        np.put(self._buf, idx, z)
-        # out: left = lines 0 + 1, right = lines 2 + 3
+        np.put(self._buf, self._lookup(True, n), z)
+        # out: left = lines 0 + 1, right = lines 2 + 3, times the wet gain
         wet = self._wet[:n]
-        np.add(y[0], y[1], out=wet[:, 0])
-        np.add(y[2], y[3], out=wet[:, 1])
-        if mix.shape[1] == 1:
-            np.add(wet[:, 0], wet[:, 1], out=wet[:, 0])
-            np.multiply(wet[:, :1], 0.5 * gain, out=wet[:, :1])
-            np.add(mix, wet[:, :1], out=mix, casting="same_kind")
-        else:
-            np.multiply(wet, gain, out=wet)
-            np.add(mix, wet, out=mix, casting="same_kind")
-        self._pos = (self._pos + n) & self._mask
+        np.matmul(lines.T, self._out, out=wet)
+        np.add(mix, wet, out=mix, casting="same_kind")
+        self._pos = (self._pos + n) % self._size

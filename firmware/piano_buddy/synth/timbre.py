@@ -46,6 +46,8 @@ STRIKE_ROW = ROWS_PER_VOICE - 1
 STRIKE_SIZE = 16384                    # samples of strike noise (340 ms at 48 kHz)
 STRIKE_FADE_DB = 100.0                 # the strike row is this far down when its table wraps
 STRIKE_ONSET_S = 0.0025                # the knock builds up over this (a felt hammer, no click)
+STRIKE_HOLD_S = 0.035                  # ... rings with the key's decay until here ...
+STRIKE_END_S = 0.075                   # ... and has faded out completely here
 
 # Hand-set values at anchor pitches; every key takes the linear interpolation (in pitch).
 ANCHOR_PITCHES = (21, 36, 48, 60, 72, 84, 96, 108)
@@ -73,7 +75,7 @@ VOICE_LEVEL = 0.22                    # one velocity-80 C4, as a fraction of the
 # velocity: level and brightness, re the analysed velocity (80). A harder strike is louder
 # (about 40 dB over the range) and brighter: the upper bands and the knock grow faster.
 VELOCITY_LEVEL_EXPONENT = 1.6
-VELOCITY_BAND_EXPONENT = (0.0, 1.6, 2.4)
+VELOCITY_BAND_EXPONENT = (0.0, 2.0, 2.8)
 VELOCITY_STRIKE_EXPONENT = 1.5
 
 

@@ -111,8 +111,11 @@ def _strike_burst(anchor: dict, sample_rate: int, rng: np.random.Generator,
         knock = np.sin(2 * math.pi * timbre.THUMP_HZ * t) * onset * np.exp(-t / timbre.THUMP_DECAY_S)
         rms = math.sqrt(np.mean(burst[first] ** 2)) / max(math.sqrt(np.mean(knock[first] ** 2)), 1e-30)
         burst = burst + thump * rms * knock
-    taper = np.clip((n - np.arange(n)) / (0.1 * n), 0.0, 1.0)
-    return burst * np.exp(t / row_tau) * taper
+    # the knock is over by STRIKE_END_S: a raised-cosine fade after STRIKE_HOLD_S, so
+    # nothing of it is left under the ringing partials (and nothing wraps round)
+    hold, end = timbre.STRIKE_HOLD_S, timbre.STRIKE_END_S
+    fade = np.clip((end - t) / (end - hold), 0.0, 1.0)
+    return burst * np.exp(t / row_tau) * np.sin(0.5 * math.pi * fade) ** 2
 
 
 def clear_caches() -> None:

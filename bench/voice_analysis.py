@@ -36,9 +36,15 @@ from .voice_render import SR, render_ours, render_reference
 
 ANCHORS = tuple(range(21, 109, 3))      # A0 ... C8
 HOLD_S = 12.0
+RELEASE_AFTER_S = 0.5
 SLOT_S = 13.0
 VELOCITY = 80
 HOP_S = 0.025
+MAX_FAST_DB_S = 120.0     # faster than this is the attack itself, not a decay stage
+# the slow stage of the upper bands is matched to the reference over this window: their
+# partials' own decays differ from their band's, so a match far from where they are heard
+# (the band's late window, used for partials 1-2) would make the ringing tone too bright
+UPPER_MATCH_S = (0.9, 1.8)
 MAX_PARTIALS = 96
 MAX_PARTIAL_HZ = 14000.0
 OCTAVES = (63, 125, 250, 500, 1000, 2000, 4000, 8000, 16000)   # strike noise bands (centres)
@@ -75,8 +81,11 @@ def partial_tracks(x: np.ndarray, pitch: int, b: float):
     n = np.arange(1, n_max + 1)
     fn = n * f1 * np.sqrt((1 + b * n ** 2) / (1 + b))
     n, fn = n[fn < MAX_PARTIAL_HZ], fn[fn < MAX_PARTIAL_HZ]
-    win = int(max(0.04, 4.0 / f0) * SR)
-    w = np.hanning(win)
+    # Blackman-Harris (sidelobes -92 dB), 8 periods: a weak partial's track is its own, not
+    # its strong neighbours' leakage (which would pass for a slow decay stage)
+    win = int(max(0.06, 8.0 / f0) * SR)
+    tt = 2 * np.pi * np.arange(win) / win
+    w = 0.35875 - 0.48829 * np.cos(tt) + 0.14128 * np.cos(2 * tt) - 0.01168 * np.cos(3 * tt)
     hop = int(HOP_S * SR)
     starts = np.arange(0, len(x) - win, hop)
     t = np.arange(win) / SR
@@ -96,10 +105,10 @@ def fit_two_rates(times: np.ndarray, env: np.ndarray, at_least=(0.0, 0.0),
     keep = (times > 0.05) & (env > env.max() * 10 ** (-70 / 20))
     t, y = times[keep], env[keep]
     if len(t) < 8:
-        return (max(60.0, at_least[0]), max(20.0, at_least[1]))
+        return (max(60.0, at_least[0]), max(20.0, at_least[1]), 1.0, 0.1)
     target = vm.db(y)
     best = (math.inf, max(60.0, at_least[0]), max(20.0, at_least[1]))
-    for rf in np.geomspace(4.0, 400.0, 32):
+    for rf in np.geomspace(4.0, MAX_FAST_DB_S, 32):
         if not at_least[0] <= rf <= at_most[0]:
             continue
         for rs in np.geomspace(0.5, 120.0, 32):
@@ -110,25 +119,35 @@ def fit_two_rates(times: np.ndarray, env: np.ndarray, at_least=(0.0, 0.0),
             coef = np.maximum(coef, 0)
             err = float(np.mean((vm.db(a @ coef + 1e-12) - target) ** 2))
             if err < best[0]:
-                best = (err, float(rf), float(rs))
-    return best[1], best[2]
+                best = (err, float(rf), float(rs), float(coef[0]), float(coef[1]))
+    if len(best) == 3:
+        return best[1], best[2], 1.0, 0.1
+    return best[1], best[2], best[3], best[4]
 
 
-def fast_slow_amplitudes(times, amps, rf, rs):
-    """Per partial (fast, slow) amplitudes at t = 0 for fixed rates, by weighted least squares
-    (relative error, so quiet late parts count), never negative."""
-    keep = times > 0.05
-    t = times[keep]
-    a = np.stack([10 ** (-rf * t / 20), 10 ** (-rs * t / 20)], 1)
+def fast_slow_amplitudes(times, amps, rf, rs, band_fast, band_slow, match_at=None):
+    """Per partial (fast, slow) amplitude at t = 0, for the band's rates: the slow one from
+    the late part of its track (after the band's knee, where the fast stage has died), the
+    fast one from what is left of its first frames (0.03-0.09 s). Robust where a joint least-squares
+    fit trades one for the other (and sets the slow one to zero)."""
+    if band_slow > 0 and band_fast > 0 and rf > rs:
+        knee = 20 * math.log10(band_fast / band_slow) / (rf - rs)
+    else:
+        knee = 0.5
+    knee = float(np.clip(knee, 0.2, 6.0))
+    late = (times >= knee + 0.3) & (times <= knee + 4.0)
+    if match_at is not None:           # upper bands: match the level where the tone is heard
+        late = (times >= match_at[0]) & (times <= match_at[1])
+    # (bass tracks use long windows, so their first frame may come after 0.09 s)
+    early = (times >= min(0.03, times[0])) & (times <= max(0.09, times[0] + 0.06))
     out = np.zeros((len(amps), 2))
-    for i, y in enumerate(amps[:, keep]):
-        # relative error down to -40 dB; below that a partial's track is mostly its
-        # neighbours' leakage and noise, which must not pass for a slow component
-        w = 1.0 / np.maximum(y, y.max() * 1e-2 + 1e-9)
-        coef, *_ = np.linalg.lstsq(a * w[:, None], y * w, rcond=None)
-        if coef[0] < 0 or coef[1] < 0:       # fall back to the better single exponential
-            coef = np.maximum(coef, 0)
-        out[i] = coef
+    if not np.any(late):
+        late = times >= times[-1] - 1.0
+    for i, y in enumerate(amps):
+        slow = float(np.median(y[late] * 10 ** (rs * times[late] / 20)))
+        rest = y[early] - slow * 10 ** (-rs * times[early] / 20)
+        fast = float(np.median(np.maximum(rest, 0) * 10 ** (rf * times[early] / 20)))
+        out[i] = fast, slow
     return out
 
 
@@ -161,7 +180,7 @@ def analyse(verbose: bool = True) -> dict:
     bands = _bands()
     held = render_reference([(p, VELOCITY, i * SLOT_S, i * SLOT_S + HOLD_S)
                              for i, p in enumerate(ANCHORS)], len(ANCHORS) * SLOT_S)
-    released = render_reference([(p, VELOCITY, i * 3.0, i * 3.0 + 1.0)
+    released = render_reference([(p, VELOCITY, i * 3.0, i * 3.0 + RELEASE_AFTER_S)
                                  for i, p in enumerate(ANCHORS)], len(ANCHORS) * 3.0)
     keys = []
     b_raw = []
@@ -185,13 +204,15 @@ def analyse(verbose: bool = True) -> dict:
             if not np.any(sel):
                 rf, rs = max(60.0, floor[0]), max(20.0, floor[1])
                 entry["bands"].append([round(rf, 2), round(rs, 2)])
-                floor = (rf * timbre.UPPER_BAND_MIN_RATE, rs * timbre.UPPER_BAND_MIN_RATE)
+                floor = (min(rf * timbre.UPPER_BAND_MIN_RATE, MAX_FAST_DB_S), rs * timbre.UPPER_BAND_MIN_RATE)
                 continue
             env = np.sqrt((amps[sel] ** 2).sum(axis=0))
-            rf, rs = fit_two_rates(times, env, floor, (max(cap[0], floor[0]), max(cap[1], floor[1])))
-            floor = (rf * timbre.UPPER_BAND_MIN_RATE, rs * timbre.UPPER_BAND_MIN_RATE)
+            rf, rs, band_fast, band_slow = fit_two_rates(
+                times, env, floor, (max(cap[0], floor[0]), max(cap[1], floor[1])))
+            floor = (min(rf * timbre.UPPER_BAND_MIN_RATE, MAX_FAST_DB_S), rs * timbre.UPPER_BAND_MIN_RATE)
             entry["bands"].append([round(rf, 2), round(rs, 2)])
-            fs = fast_slow_amplitudes(times, amps[sel], rf, rs)
+            fs = fast_slow_amplitudes(times, amps[sel], rf, rs, band_fast, band_slow,
+                                      None if lo == 1 else UPPER_MATCH_S)
             fast_db += [round(float(v), 1) for v in vm.db(fs[:, 0])]
             slow_db += [round(float(v), 1) for v in vm.db(fs[:, 1])]
         top = max(max(fast_db), max(slow_db))
@@ -200,7 +221,7 @@ def analyse(verbose: bool = True) -> dict:
         entry["strike_db"] = [round(float(v), 1) for v in strike_spectrum_db(x, p)]
         r = released[int(i * 3.0 * SR):int((i * 3.0 + 2.9) * SR)]
         onset = len(r) - len(vm.trim_onset(r))
-        entry["release_r60_s"] = round(vm.release_r60(r[onset:], SR, 1.0), 3)
+        entry["release_r60_s"] = round(vm.release_r60(r[onset:], SR, RELEASE_AFTER_S), 3)
         entry["a_weighted_db"] = round(vm.a_weighted_db(x, SR), 2)
         entry["off_partial_db"] = round(vm.off_partial_db(x, SR, p), 2)
         entry["hf_share_db"] = round(vm.band_share_db(x, SR), 2)
@@ -237,11 +258,21 @@ def calibrate(table: dict, rounds: int = 6, verbose: bool = True) -> dict:
             x = vm.trim_onset(render_ours([(p, VELOCITY, 0.0, 0.6)], 0.8))
             ours[p] = (vm.a_weighted_db(x, SR), vm.off_partial_db(x, SR, p), vm.band_share_db(x, SR))
         c4 = ours[60][0]
+        # every key's own trim, on top of its neighbours' (interpolating spectra between
+        # the analysed keys moves the level by a few dB)
+        trims = table.setdefault("key_loudness_db", [0.0] * 88)
+        anchors = np.array([k["pitch"] for k in keys])
+        ref_rel = np.array([k["a_weighted_db"] - c4_ref for k in keys])
+        for pitch in range(21, 109):
+            if pitch in ours:
+                continue
+            x = vm.trim_onset(render_ours([(pitch, VELOCITY, 0.0, 0.6)], 0.8))
+            want = _wanted_loudness(pitch, float(np.interp(pitch, anchors, ref_rel)))
+            got = vm.a_weighted_db(x, SR) - c4
+            trims[pitch - 21] = round(trims[pitch - 21] + 0.8 * (want - got), 2)
         for k in keys:
             p = k["pitch"]
-            ref_rel = k["a_weighted_db"] - c4_ref
-            floor = -2.0 if p <= 84 else -2.0 - 8.0 * (p - 84) / 24.0
-            want = max(ref_rel, floor) if p <= 84 else min(max(ref_rel, floor), 0.0)
+            want = _wanted_loudness(p, k["a_weighted_db"] - c4_ref)
             k["loudness_db"] = round(k["loudness_db"] + 0.8 * (want - (ours[p][0] - c4)), 2)
             if p >= 60:
                 err = k["off_partial_db"] - ours[p][1]
@@ -253,6 +284,13 @@ def calibrate(table: dict, rounds: int = 6, verbose: bool = True) -> dict:
             print(f"calibration round {rnd + 1}: worst A-weighted re C4 (A0-C6) {worst:.1f} dB",
                   file=sys.stderr)
     return table
+
+
+def _wanted_loudness(pitch: int, ref_rel: float) -> float:
+    """A-weighted level re C4 to aim at: the reference's, but within 2 dB under C4 up to C6
+    (the issue's 4 dB band, with room), falling to 10 dB under at C8."""
+    floor = -2.0 if pitch <= 84 else -2.0 - 8.0 * (pitch - 84) / 24.0
+    return max(ref_rel, floor) if pitch <= 84 else min(max(ref_rel, floor), 0.0)
 
 
 def _write(table: dict, path: Path = TABLE) -> None:

@@ -72,10 +72,11 @@ def render_reference(notes, seconds: float | None = None, sr: int = SR) -> np.nd
 
 def render_ours(notes, seconds: float | None = None, sr: int = SR, reverb: bool = False,
                 **synth_kwargs) -> np.ndarray:
-    """The same notes through our synth (offline, exactly what the box plays); mono float in
-    full-scale units. Reverb is off by default, as the reference's is."""
+    """The same notes through our synth (offline, exactly what the box plays, before the
+    rounding to 16 bits: the reference is measured in float too); mono float in full-scale
+    units. Reverb is off by default, as the reference's is."""
     from piano_buddy.synth import render_offline
-    y = render_offline(list(notes), sample_rate=sr, reverb=reverb, **synth_kwargs)
+    y = render_offline(list(notes), sample_rate=sr, reverb=reverb, rounded=False, **synth_kwargs)
     x = y.astype(np.float64).mean(axis=1) / 32768.0
     last = max((n[3] for n in notes), default=0.0)
     return _fit(x, seconds if seconds is not None else last + 2.0, sr)

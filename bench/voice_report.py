@@ -63,8 +63,8 @@ def measure_instrument(render) -> dict:
     rel_keys = (A0, C2, C3, C4, A4, C5, C6, C7)
     m["r60"] = []
     for p in rel_keys:
-        x = vm.trim_onset(render([(p, 80, 0.0, 1.0)], 2.5))
-        m["r60"].append(vm.release_r60(x, SR, 1.0))
+        x = vm.trim_onset(render([(p, 80, 0.0, 0.5)], 2.0))
+        m["r60"].append(vm.release_r60(x, SR, 0.5))
     chord = vm.trim_onset(render([(p, 127, 0.0, 3.0) for p in CHORD], 3.5))
     m["chord_fall"] = vm.fall_db(chord, SR, 0.2, 2.9)
     vel = {v: vm.a_weighted_db(_held(render, C4, v, 1.0), SR) for v in (40, 80, 120)}
@@ -101,7 +101,7 @@ ROWS = (
     ("4-12 kHz share of the first 25 ms, C2/C3/C4", "hf_share", " dB"),
     ("partial-envelope irregularity, partials 1-6, 0.3-2.9 s, C2/C4/C6", "irregularity", " dB"),
     ("A-weighted level, first 0.5 s, re C4, A0/C2/C3/A4/C5/C6/C7/C8", "a_weighted", " dB"),
-    ("release R60 after note-off, A0/C2/C3/C4/A4/C5/C6/C7", "r60", " s"),
+    ("release R60 after a note-off at 0.5 s, A0/C2/C3/C4/A4/C5/C6/C7", "r60", " s"),
     ("16-note chord v127, fall from 0.2 to 2.9 s", "chord_fall", " dB"),
     ("velocity 40 / 80 re 120, A-weighted, C4", "velocity", " dB"),
     ("melody peak at v90/v100/v127 (reverb on, ceiling -6 dBFS)", "melody_peak", " dBFS"),

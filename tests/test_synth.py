@@ -691,7 +691,7 @@ def test_render_allocates_no_buffers(loud):
                 synth.note_on(100 - i // 10, 90, tag=AI, at_frame=synth.frame + 2700)
                 synth.note_off(30 + 4 * (i // 10))
                 if loud:                   # a sudden cluster over decayed notes: the
-                    for k in range(4):         # compressor is too slow, the soft clip acts
+                    for k in range(8):         # compressor is too slow, the soft clip acts
                         synth.note_on(21 + i // 10 + 3 * k, 127)
             synth.render()
         current, peak = tracemalloc.get_traced_memory()

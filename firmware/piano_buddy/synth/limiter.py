@@ -4,8 +4,8 @@ limiter, a soft clip that makes the ceiling a hard guarantee, and the conversion
 Why a compressor before the limiter: a peak limiter alone holds a loud chord up at the
 ceiling for as long as it rings (it fell 2.4 dB in 2.7 s where a piano falls 25 dB), and
 ducks hard at every new strike of a mash. The compressor follows the mix's smoothed RMS
-(20 ms attack, 150 ms release) above a threshold, at a gentle ratio, and its gain may move
-at most ``COMP_MAX_DOWN_DB_S`` / ``COMP_MAX_UP_DB_S``, so dense playing gets quieter
+(20 ms attack, 150 ms release) above a threshold, at a gentle ratio, and keeps its recent
+peaks under ``COMP_PEAK_TARGET``; its gain may move at most ``COMP_MAX_DOWN_DB_S`` / ``COMP_MAX_UP_DB_S``, so dense playing gets quieter
 smoothly (under 1 dB per strike at ten strikes a second) and a chord's decay still shows;
 the limiter is left for the first milliseconds of a sudden loud block.
 
@@ -33,9 +33,11 @@ COMP_THRESHOLD_DB = -13.0   # RMS re the ceiling above which the compressor work
 COMP_RATIO = 3.0
 COMP_ATTACK_S = 0.020
 COMP_RELEASE_S = 0.150
-COMP_MAX_DOWN_DB_S = 12.0   # its gain falls at most this fast ...
-COMP_MAX_UP_DB_S = 8.0      # ... and recovers at most this fast
-COMP_DEADBAND_DB = 0.3      # and holds still while within this of where it should be: the
+COMP_MAX_DOWN_DB_S = 6.0    # its gain falls at most this fast ...
+COMP_MAX_UP_DB_S = 1.0      # ... and recovers at most this fast (a chord still decays)
+COMP_PEAK_TARGET = 0.80     # ... and keeps block peaks (held 0.3 s) under this, so that in
+COMP_PEAK_HOLD_S = 0.3      # a mash the limiter has little left to do (held, then falling)
+COMP_DEADBAND_DB = 0.8      # and holds still while within this of where it should be: the
                             # detector ripples with the waveform, a moving gain would be AM
 
 
@@ -68,6 +70,12 @@ class OutputStage:
         # compressor: smoothed mean square, gain in dB, per-block coefficients
         seconds = block_frames / sample_rate
         self.comp_power = 0.0
+        self.comp_peak = 0.0
+        self._comp_peak_fall = math.exp(-seconds / COMP_PEAK_HOLD_S)
+        self._comp_peak_hold = int(math.ceil(COMP_PEAK_HOLD_S / seconds))
+        self._comp_peak_age = 0
+        self._comp_moving = False
+        self.float_out = None        # (block, channels) float32: set to keep unrounded output
         self.comp_gain_db = 0.0
         self.compressor_gain = 1.0
         self._comp_attack = 1.0 - math.exp(-seconds / COMP_ATTACK_S)
@@ -103,13 +111,29 @@ class OutputStage:
             wanted_db = -10 * math.log10(self.comp_power / self._comp_threshold) * (1 - 1 / COMP_RATIO)
         else:
             wanted_db = 0.0
-        error = wanted_db - self.comp_gain_db
-        if abs(error) > COMP_DEADBAND_DB or (wanted_db == 0.0 and error > 0):
-            self.comp_gain_db += min(max(error, -self._comp_down), self._comp_up)
-        self.compressor_gain = 10 ** (self.comp_gain_db / 20)
-        # the limiter: the gain that puts this block's peak at LIMIT_TARGET
         np.abs(mix, out=self._scratch)
         raw_peak = float(self._scratch_flat.max())
+        level = raw_peak * self.gain
+        if level >= self.comp_peak:
+            self.comp_peak, self._comp_peak_age = level, 0
+        else:                          # hold the peak for a while, then let it fall
+            self._comp_peak_age += 1
+            if self._comp_peak_age > self._comp_peak_hold:
+                self.comp_peak *= self._comp_peak_fall
+        if self.comp_peak > COMP_PEAK_TARGET:
+            wanted_db = min(wanted_db, 20 * math.log10(COMP_PEAK_TARGET / self.comp_peak))
+        # hysteresis: start moving when off by more than the deadband, then move steadily
+        # until there (one smooth ramp, not a jerky one that would modulate the tone)
+        error = wanted_db - self.comp_gain_db
+        if abs(error) > COMP_DEADBAND_DB or (wanted_db == 0.0 and error > 0):
+            self._comp_moving = True
+        if self._comp_moving:
+            step = min(max(error, -self._comp_down), self._comp_up)
+            self.comp_gain_db += step
+            if abs(error) <= abs(step) + 1e-9 or abs(error) < 0.05:
+                self._comp_moving = False
+        self.compressor_gain = 10 ** (self.comp_gain_db / 20)
+        # the limiter: the gain that puts this block's peak at LIMIT_TARGET
         peak = raw_peak * self.gain * self.compressor_gain
         old_limit = self.limiter_gain
         wanted = LIMIT_TARGET / peak if peak > LIMIT_TARGET else 1.0
@@ -134,6 +158,8 @@ class OutputStage:
         if clip:
             self._soft_clip(mix)
             np.multiply(mix, self._int_scale, out=mix)
+        if self.float_out is not None:       # measuring below 16-bit rounding (offline)
+            np.copyto(self.float_out, mix)
         np.rint(mix, out=mix)
         if self.channels <= 2:
             np.copyto(out, mix, casting="unsafe")

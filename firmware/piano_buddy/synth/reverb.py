@@ -35,7 +35,7 @@ class Reverb:
         self.chunk = c = int(min(block_frames, delays.min()))
         size = 1 << int(math.ceil(math.log2(delays.max() + c + 1)))
         self._size = size
-        self._buf = np.zeros(n * size)
+        self._buf = np.zeros(n * size, dtype=np.float32)   # float32 like the mix: no casts
         self._delays = delays
         # gather/scatter indices of a chunk at every position the write head can take
         # (one table lookup per chunk); positions repeat when the chunk divides the size
@@ -44,22 +44,29 @@ class Reverb:
         if self._cycle:
             self._read_idx = np.stack([self._indices(k * c, c, delays) for k in range(self._cycle)])
             self._write_idx = np.stack([self._indices(k * c, c, 0 * delays) for k in range(self._cycle)])
-        self._idx = np.zeros((n, c), dtype=np.intp)
-        # lines' outputs plus one row for the dry input: the feedback matmul also feeds it in
-        self._y = np.zeros((n + 1, c))
-        self._z = np.zeros((n, c))
-        self._s = np.zeros((n, c))
-        self._prev = np.zeros((n, 1))
+        # per chunk length (a block is whole chunks plus one remainder): contiguous scratch
+        # arrays, so that gathers, scatters and ufuncs never copy
+        self._scratch = {}
+        for m in {c, block_frames % c or c}:
+            t = np.arange(m)[None, :]
+            self._scratch[m] = (
+                np.zeros((n, m), dtype=np.intp),                          # indices
+                (t - delays[:, None] + size).astype(np.intp),             # read, re the head
+                np.repeat(t, n, axis=0).astype(np.intp),                  # write, re the head
+                np.repeat((np.arange(n) * size)[:, None], m, axis=1).astype(np.intp),
+                np.zeros((n + 1, m), dtype=np.float32),                   # lines + the input
+                np.zeros((n, m), dtype=np.float32),                       # feedback
+                np.zeros((n, m), dtype=np.float32),                       # feedback, delayed
+                np.zeros((m, 1 if channels == 1 else 2), dtype=np.float32))   # wet out
+        self._prev = np.zeros((n, 1), dtype=np.float32)
         gains = 10 ** (-3.0 * delays / (seconds * sample_rate))
         h = (np.eye(n) - 2.0 / n) * gains[:, None]                # Householder x decay
         inject = np.array([1.0, -1.0, 1.0, -1.0])[:, None] * 0.5  # alternating signs
-        self._h = 0.5 * np.hstack([h, inject])                     # 0.5: the two-tap average
-        self._out = np.zeros((n, 2))
-        self._out_unit = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
+        self._h = (0.5 * np.hstack([h, inject])).astype(np.float32)   # 0.5: two-tap average
+        self._out_unit = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]], dtype=np.float32)
         if channels == 1:
-            self._out_unit = np.full((n, 1), 0.5)
-            self._out = np.zeros((n, 1))
-        self._wet = np.zeros((c, self._out.shape[1]))
+            self._out_unit = np.full((n, 1), 0.5, dtype=np.float32)
+        self._out = np.zeros_like(self._out_unit)
         self._pos = 0
         self._gain = 0.6 * self.amount
         self._tail = 1.0             # 1 while voices sound; fades once they have all ended
@@ -100,19 +107,21 @@ class Reverb:
             pos += n
 
     def _lookup(self, write: bool, n: int) -> np.ndarray:
-        if self._cycle and n == self.chunk:
+        if self._cycle and n == self.chunk and self._pos % self.chunk == 0:
             table = self._write_idx if write else self._read_idx
             return table[self._pos // self.chunk]
-        idx = self._idx[:, :n]
-        np.copyto(idx, self._indices(self._pos, n, 0 * self._delays if write else self._delays))
+        idx, rel_read, rel_write, base = self._scratch[n][:4]
+        np.add(rel_write if write else rel_read, self._pos, out=idx)
+        np.bitwise_and(idx, self._size - 1, out=idx)
+        np.add(idx, base, out=idx)
         return idx
 
     def _chunk(self, mix: np.ndarray, n: int) -> None:
-        y, z, s = self._y[:, :n], self._z[:, :n], self._s[:, :n]
+        y, z, s, wet = self._scratch[n][4:]
         lines = y[:self.n_lines]
         # every line's output for this chunk (written at least one chunk ago), and the dry
         # input, mono, in the last row (before the room is added to the mix)
-        np.take(self._buf, self._lookup(False, n), out=lines)
+        np.take(self._buf, self._lookup(False, n), out=lines, mode="clip")   # "raise" copies
         if mix.shape[1] == 1:
             np.copyto(y[self.n_lines], mix[:, 0])
         else:
@@ -123,9 +132,8 @@ class Reverb:
         s[:, :1] = self._prev
         self._prev[:, 0] = z[:, n - 1]
         np.add(z, s, out=z)
-        np.put(self._buf, self._lookup(True, n), z)
+        np.put(self._buf, self._lookup(True, n), z, mode="clip")
         # out: left = lines 0 + 1, right = lines 2 + 3, times the wet gain
-        wet = self._wet[:n]
         np.matmul(lines.T, self._out, out=wet)
-        np.add(mix, wet, out=mix, casting="same_kind")
+        np.add(mix, wet, out=mix)
         self._pos = (self._pos + n) % self._size

@@ -38,7 +38,7 @@ MAX_BAND_PARTIALS = (2, 8, 256)
 MAX_STRETCH = 1.06                     # a band sits at most 100 cents sharp
 # beating between the unison components: the slow one is this much sharp (Hz at the band's
 # middle partial), within these limits in cents (band 1's keeps the pitch within 3 cents)
-UNISON_BEAT_HZ = (0.35, 1.0, 2.0)
+UNISON_BEAT_HZ = (0.6, 1.5, 2.5)
 UNISON_CENTS = ((0.4, 2.0), (1.0, 6.0), (1.0, 6.0))
 COMPONENTS = ("fast", "slow")
 ROWS_PER_VOICE = 2 * len(BANDS) + 1    # (fast, slow) per band, then the strike
@@ -62,21 +62,30 @@ REGISTER_TABLE = {
 THUMP_HZ = 70.0
 THUMP_DECAY_S = 0.030
 UPPER_BAND_MIN_RATE = 2.0
+MAX_FAST_DB_S = 120.0                 # (the analysis' limit too: faster is the attack itself)
 # FluidR3's top octave dies far faster than a piano's (-110 dB at 3 s on C8): above D6 the
 # decay rates (fast, slow; dB/s) are capped to what a real treble string does
 TREBLE_CAP_FROM = 86
 TREBLE_MAX_RATES_DB_S = (30.0, 10.0)
 FUNDAMENTAL_FLOOR_DB = -14.0
+BASS_TILT_FROM = 48                   # C3
+BASS_FUNDAMENTAL_CUT_DB = 12.0        # per octave below C3
 STRIKE_HIGHPASS_HZ = 45.0             # the knock's noise stays off the lowest fundamentals
 RELEASE_R60_S = (0.24, 0.36)          # the analysed release times, kept within these
 ATTACK_S = 0.002                      # hammer: 2 ms to full level
 STEAL_FADE_S = 0.001                  # stolen or retriggered voice: ~3 ms fade
-VOICE_LEVEL = 0.22                    # one velocity-80 C4, as a fraction of the ceiling
+VOICE_LEVEL = 0.27                    # one velocity-80 C4, as a fraction of the ceiling
 # velocity: level and brightness, re the analysed velocity (80). A harder strike is louder
 # (about 40 dB over the range) and brighter: the upper bands and the knock grow faster.
-VELOCITY_LEVEL_EXPONENT = 1.6
-VELOCITY_BAND_EXPONENT = (0.0, 2.0, 2.8)
+VELOCITY_LEVEL_EXPONENT = 1.3
+VELOCITY_BAND_EXPONENT = (0.0, 2.4, 3.2)
 VELOCITY_STRIKE_EXPONENT = 1.5
+VELOCITY_SLOW_SHARE = 0.33
+# partials 3-8: their fast stage is over within the attack, so their two rows play two
+# unison strings of the slow stage (30% and 70%, the weaker decaying a little faster)
+TWO_STRING_BANDS = (1,)
+SECOND_STRING_SHARE = 0.3
+SECOND_STRING_RATE = 1.3
 
 
 def pitch_hz(pitch) -> np.ndarray | float:
@@ -122,6 +131,13 @@ def key_value(name: str, pitch: int) -> float:
     return float(_lerp(lo[name], hi[name], w))
 
 
+def loudness_db(pitch: int) -> float:
+    """The key's loudness trim: its analysed neighbours' plus its own (both calibrated by
+    rendering this synth, see bench.voice_analysis)."""
+    own = table().get("key_loudness_db")
+    return key_value("loudness_db", pitch) + (own[pitch - LOWEST_PITCH] if own else 0.0)
+
+
 def inharmonicity(pitch: int) -> float:
     lo, hi, w = _neighbours(pitch)
     return float(10 ** _lerp(math.log10(lo["B"]), math.log10(hi["B"]), w))
@@ -137,6 +153,7 @@ def band_rates_db_s(pitch: int) -> np.ndarray:
         rates = np.minimum(rates, TREBLE_MAX_RATES_DB_S)
     for b in range(1, len(rates)):
         rates[b] = np.maximum(rates[b], rates[b - 1] * UPPER_BAND_MIN_RATE)
+        rates[b, 0] = min(rates[b, 0], max(MAX_FAST_DB_S, rates[b - 1, 0]))
     return rates
 
 
@@ -154,6 +171,10 @@ def partial_amplitudes(pitch: int) -> tuple[np.ndarray, np.ndarray]:
         # it at least FUNDAMENTAL_FLOOR_DB under the strongest partial, so the key's pitch
         # is still there (and measurable), while the energy stays in the partials above
         amps[0] = max(amps[0], amps.max() * 10 ** (FUNDAMENTAL_FLOOR_DB / 20))
+        # below C3 the box's small speaker cannot play the fundamental: its energy goes to
+        # the partials above (the ear hears the pitch from them)
+        if pitch < BASS_TILT_FROM:
+            amps[0] *= 10 ** (-BASS_FUNDAMENTAL_CUT_DB * (BASS_TILT_FROM - pitch) / 12 / 20)
         out.append(amps)
     return out[0], out[1]
 

@@ -72,15 +72,17 @@ def _cycle(size: int, harmonics: np.ndarray, amplitudes: np.ndarray, phases: np.
 
 def _extended_amplitudes(pitch: int, count: int) -> tuple[np.ndarray, np.ndarray]:
     """The analysed (fast, slow) amplitudes of partials 1..count; above the analysed ones the
-    spectrum continues from the last few, falling as 1/n^2."""
+    spectrum continues from the last few, falling as 1/n^4 (a felt hammer's roll-off)."""
     fast, slow = timbre.partial_amplitudes(pitch)
     n_an = len(fast)
     if count <= n_an:
         return fast[:count], slow[:count]
     n = np.arange(n_an + 1, count + 1, dtype=np.float64)
-    tail = (n / n_an) ** -2.0
-    return (np.concatenate([fast, np.mean(fast[-8:]) * tail]),
-            np.concatenate([slow, np.mean(slow[-8:]) * tail]))
+    tail = (n / n_an) ** -4.0
+
+    def last(a):                       # the last few analysed partials' level (dB mean)
+        return 10 ** np.mean(np.log10(np.maximum(a[-4:], 1e-9)))
+    return np.concatenate([fast, last(fast) * tail]), np.concatenate([slow, last(slow) * tail])
 
 
 def _strike_burst(anchor: dict, sample_rate: int, rng: np.random.Generator,
@@ -159,7 +161,7 @@ def build_wavetables(sample_rate: int = 48000, max_partial_hz: float = 20000.0) 
         f0 = float(timbre.pitch_hz(pitch))
         stretch = timbre.band_stretch(pitch)
         unison = timbre.unison_ratio(pitch)
-        rates = timbre.band_rates_db_s(pitch) * LN_DB
+        rates = timbre.band_rates_db_s(pitch) * LN_DB         # (bands, fast/slow)
         n_all = int(limit / f0) + 1
         fast, slow = _extended_amplitudes(pitch, max(n_all, 2))
         fast, slow = fast * norm, slow * norm
@@ -169,7 +171,14 @@ def build_wavetables(sample_rate: int = 48000, max_partial_hz: float = 20000.0) 
         power = 0.0
         for b, ((lo, hi), size) in enumerate(zip(timbre.BANDS, timbre.BAND_TABLE_SIZE)):
             top = min(hi or 10 ** 6, timbre.MAX_BAND_PARTIALS[b], size // 8)
-            for c, amps in enumerate((fast, slow)):
+            pair = (fast, slow)
+            if b in timbre.TWO_STRING_BANDS:
+                # this band's fast stage is over within the attack (>= 100 dB/s): its rows
+                # play two strings of the slow stage instead, detuned, so they beat
+                share = timbre.SECOND_STRING_SHARE
+                pair = (slow * share, slow * (1.0 - share))
+                rates[b, 0] = rates[b, 1] * timbre.SECOND_STRING_RATE
+            for c, amps in enumerate(pair):
                 ratio = stretch[b] * (unison[b] if c == 1 else 1.0)
                 k = np.arange(lo, top + 1)
                 k = k[(k * f0 * ratio <= limit) & (k <= len(amps))]
@@ -181,7 +190,7 @@ def build_wavetables(sample_rate: int = 48000, max_partial_hz: float = 20000.0) 
                 row_rate[i, r] = rates[b, c]
                 freqs.extend(k * f0 * ratio)
                 power += float(np.sum(amps[k - 1] ** 2) / 2)
-        loud = 10 ** (timbre.key_value("loudness_db", pitch) / 20)
+        loud = 10 ** (timbre.loudness_db(pitch) / 20)
         row_gain[i, :timbre.STRIKE_ROW] = loud
         row_gain[i, timbre.STRIKE_ROW] = loud * 10 ** (timbre.key_value("strike_gain_db", pitch) / 20)
         release_s[i] = timbre.release_r60_s(pitch) / math.log(1.002 / 0.003)
@@ -200,7 +209,10 @@ def build_wavetables(sample_rate: int = 48000, max_partial_hz: float = 20000.0) 
         row_rate[i, r] = timbre.STRIKE_FADE_DB * LN_DB * sample_rate / timbre.STRIKE_SIZE
     exponent = np.zeros(rows)
     for b, e in enumerate(timbre.VELOCITY_BAND_EXPONENT):
-        exponent[2 * b:2 * b + 2] = e
+        # a harder strike is brighter mostly in the attack: the fast stage takes the whole
+        # exponent, the slow one (the tone that rings on) a third of it
+        exponent[2 * b] = e
+        exponent[2 * b + 1] = e * timbre.VELOCITY_SLOW_SHARE
     exponent[timbre.STRIKE_ROW] = timbre.VELOCITY_STRIKE_EXPONENT
     for arr in (table, row_offset, row_size, row_ratio, row_rate, row_gain, release_s, exponent):
         arr.setflags(write=False)

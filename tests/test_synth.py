@@ -370,15 +370,18 @@ def test_harder_strikes_are_louder_and_brighter():
 
 
 def test_upper_partials_decay_faster_than_the_fundamental():
+    """The tone mellows as it rings: the spectral centroid (magnitude-weighted, as in
+    shared/notes/piano-reference.md) of middle C at 1.3-1.4 s is well under the strike's.
+    (The share of energy above partial 3 is not the measure: in the sampled reference it
+    barely changes, 13.5% -> 12.1%, while its centroid falls by a third.)"""
     x = render_held(60, 127, 1.5, voices=1)
-    f0 = float(pitch_hz(60))
 
-    def bright_share(segment):
-        power = np.abs(np.fft.rfft(segment * np.hanning(len(segment)))) ** 2
+    def centroid(segment):
+        magnitude = np.abs(np.fft.rfft(segment * np.hanning(len(segment))))
         freqs = np.fft.rfftfreq(len(segment), 1.0 / SR)
-        return power[freqs > 3.5 * f0].sum() / power.sum()
+        return (magnitude * freqs).sum() / magnitude.sum()
     early, late = x[int(0.01 * SR):int(0.11 * SR)], x[int(1.3 * SR):int(1.4 * SR)]
-    assert bright_share(late) < 0.5 * bright_share(early)
+    assert centroid(late) < 0.8 * centroid(early)
 
 
 def test_bass_and_treble_registers_differ():

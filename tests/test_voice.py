@@ -46,11 +46,14 @@ def test_inharmonicity_grows_with_the_partial_number(held_notes):
     assert c16 > 2 * c8
 
 
-def test_bass_energy_sits_in_partials_2_to_20():
-    x = held(C2, seconds=1.0)
-    _, amps = vm.partials(x, SR, C2, t=0.3, n_max=20)
+@pytest.mark.parametrize("pitch", [21, 28, 36])
+def test_bass_energy_sits_in_partials_2_to_20(pitch):
+    """At least two thirds of a bass note's partial energy lies in partials 2-20, not in
+    a fundamental that a small speaker cannot play."""
+    x = held(pitch, seconds=1.0)
+    _, amps = vm.partials(x, SR, pitch, t=0.3, n_max=20)
     power = 10 ** (amps[np.isfinite(amps)] / 10)
-    assert power[1:].sum() > 3 * power[0], "the fundamental is not where the energy is"
+    assert power[1:].sum() > 2 * power[0], "the fundamental is where the energy is"
 
 
 @pytest.mark.parametrize("pitch", [21, 28, 36, 43, 48, 55, 66, 69, 72, 79, 84])
@@ -81,23 +84,27 @@ def test_a_melody_at_velocity_100_peaks_between_minus_9_and_minus_6_dbfs():
 
 
 def test_a_mash_is_compressed_smoothly_and_never_passes_the_ceiling():
-    """A child hammering: a v127 strike every 100 ms on random keys, 16 voices. The total
-    gain (compressor x limiter) moves by at most 1 dB between one strike and the next once
-    the mash is under way, and the output never exceeds the ceiling."""
+    """A child hammering: a v127 strike every 100 ms on random keys, 16 voices. Once the
+    mash is under way (from the 4th strike; the first ones, out of silence, are a sudden
+    loud start that the compressor catches up with while the limiter holds the ceiling) the
+    compressor's gain moves by at most 1 dB from one strike to the next, the limiter has
+    little left to do, and the output never exceeds the ceiling."""
     rng = np.random.default_rng(3)
     synth = Synth(voices=16, reverb=True)
     limit = 32767 * 10 ** (-6 / 20)
     per_strike = int(0.1 * SR) // synth.block_frames
-    gains, peak = [], 0
+    comp, limiter, peak = [], [], 0
     for strike in range(40):
         synth.note_on(int(rng.integers(36, 90)), 127)
         for _ in range(per_strike):
             peak = max(peak, int(np.max(np.abs(synth.render().astype(np.int32)))))
-        gains.append(20 * np.log10(synth.output.compressor_gain * synth.output.limiter_gain))
+        comp.append(synth.output.comp_gain_db)
+        limiter.append(20 * np.log10(synth.output.limiter_gain))
     assert peak <= limit
-    steps = np.abs(np.diff(gains[10:]))          # from 1 s on: the compressor has settled
-    assert steps.max() <= 1.0, f"gain moved {steps.max():.2f} dB in one strike"
-    assert min(gains) < -3.0, "the mash was loud enough to be compressed"
+    steps = np.abs(np.diff(comp[3:]))
+    assert steps.max() <= 1.0, f"the compressor moved {steps.max():.2f} dB in one strike"
+    assert min(comp) < -3.0, "the mash was loud enough to be compressed"
+    assert min(limiter[10:]) > -1.5, f"the limiter still ducks {min(limiter[10:]):.1f} dB"
 
 
 def test_harder_strikes_are_louder_and_brighter_like_a_piano():

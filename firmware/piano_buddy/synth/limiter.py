@@ -33,10 +33,12 @@ COMP_THRESHOLD_DB = -13.0   # RMS re the ceiling above which the compressor work
 COMP_RATIO = 3.0
 COMP_ATTACK_S = 0.020
 COMP_RELEASE_S = 0.150
-COMP_MAX_DOWN_DB_S = 6.0    # its gain falls at most this fast ...
+COMP_MAX_DOWN_DB_S = 4.0    # its gain falls at most this fast ...
 COMP_MAX_UP_DB_S = 1.0      # ... and recovers at most this fast (a chord still decays)
 COMP_PEAK_TARGET = 0.80     # ... and keeps block peaks (held 0.3 s) under this, so that in
 COMP_PEAK_HOLD_S = 0.3      # a mash the limiter has little left to do (held, then falling)
+COMP_FAST_BEYOND_DB = 4.0   # more than this too loud at once (one big chord): it catches up
+COMP_FAST_S = 0.030         # with this time constant, taking the chord over from the limiter
 COMP_DEADBAND_DB = 0.8      # and holds still while within this of where it should be: the
                             # detector ripples with the waveform, a moving gain would be AM
 
@@ -75,6 +77,7 @@ class OutputStage:
         self._comp_peak_hold = int(math.ceil(COMP_PEAK_HOLD_S / seconds))
         self._comp_peak_age = 0
         self._comp_moving = False
+        self._comp_fast = 1.0 - math.exp(-seconds / COMP_FAST_S)
         self.float_out = None        # (block, channels) float32: set to keep unrounded output
         self.comp_gain_db = 0.0
         self.compressor_gain = 1.0
@@ -128,7 +131,10 @@ class OutputStage:
         if abs(error) > COMP_DEADBAND_DB or (wanted_db == 0.0 and error > 0):
             self._comp_moving = True
         if self._comp_moving:
-            step = min(max(error, -self._comp_down), self._comp_up)
+            down = self._comp_down
+            if error < -COMP_FAST_BEYOND_DB:     # a sudden loud chord, not a mash: catch up
+                down = max(down, (-error - COMP_FAST_BEYOND_DB) * self._comp_fast)
+            step = min(max(error, -down), self._comp_up)
             self.comp_gain_db += step
             if abs(error) <= abs(step) + 1e-9 or abs(error) < 0.05:
                 self._comp_moving = False

@@ -81,9 +81,10 @@ VELOCITY_LEVEL_EXPONENT = 1.3
 VELOCITY_BAND_EXPONENT = (0.0, 2.4, 3.2)
 VELOCITY_STRIKE_EXPONENT = 1.5
 VELOCITY_SLOW_SHARE = 0.33
-# partials 3-8: their fast stage is over within the attack, so their two rows play two
+# partials 3-8: where their fast stage is over within the attack, their two rows play two
 # unison strings of the slow stage (30% and 70%, the weaker decaying a little faster)
 TWO_STRING_BANDS = (1,)
+TWO_STRING_FAST_DB_S = 0.0            # (only where that fast stage decays this fast or more)
 SECOND_STRING_SHARE = 0.3
 SECOND_STRING_RATE = 1.3
 

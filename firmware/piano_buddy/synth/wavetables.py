@@ -172,8 +172,8 @@ def build_wavetables(sample_rate: int = 48000, max_partial_hz: float = 20000.0) 
         for b, ((lo, hi), size) in enumerate(zip(timbre.BANDS, timbre.BAND_TABLE_SIZE)):
             top = min(hi or 10 ** 6, timbre.MAX_BAND_PARTIALS[b], size // 8)
             pair = (fast, slow)
-            if b in timbre.TWO_STRING_BANDS:
-                # this band's fast stage is over within the attack (>= 100 dB/s): its rows
+            if b in timbre.TWO_STRING_BANDS and rates[b, 0] >= timbre.TWO_STRING_FAST_DB_S * LN_DB:
+                # this band's fast stage is over within the attack: its rows
                 # play two strings of the slow stage instead, detuned, so they beat
                 share = timbre.SECOND_STRING_SHARE
                 pair = (slow * share, slow * (1.0 - share))

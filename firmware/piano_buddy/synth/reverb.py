@@ -9,7 +9,7 @@ loop takes the treble down faster than the bass, as a furnished room does.
 
 Mono-compatible: both channels get positive sums of the lines (left 0+1, right 2+3), so a
 mono amplifier's L+R never cancels the room. When every voice has ended, the room's tail
-fades over ~0.1 s and its buffers are cleared, so an idle synth is exactly silent.
+fades over ~0.2 s and its buffers are cleared, so an idle synth is exactly silent.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import math
 import numpy as np
 
 DELAYS_S = (0.0219, 0.0276, 0.0336, 0.0406)
-TAIL_FADE_S = 0.04          # after the last voice: the room fades with this time constant
+TAIL_FADE_S = 0.025         # after the last voice: the room fades with this time constant
 
 
 class Reverb:

@@ -71,7 +71,10 @@ FUNDAMENTAL_FLOOR_DB = -14.0
 BASS_TILT_FROM = 48                   # C3
 BASS_FUNDAMENTAL_CUT_DB = 12.0        # per octave below C3
 STRIKE_HIGHPASS_HZ = 45.0             # the knock's noise stays off the lowest fundamentals
-RELEASE_R60_S = (0.24, 0.36)          # the analysed release times, kept within these
+RELEASE_R60_S = (0.22, 0.30)          # the analysed release times (0.33-0.38 s), kept within
+                                      # these: the box's shutdown waits 0.35 s for silence
+RELEASE_TARGET = -0.01                # the release aims this far under zero and stops at zero,
+                                      # just after -60 dB (a kink there is inaudible)
 ATTACK_S = 0.002                      # hammer: 2 ms to full level
 STEAL_FADE_S = 0.001                  # stolen or retriggered voice: ~3 ms fade
 VOICE_LEVEL = 0.27                    # one velocity-80 C4, as a fraction of the ceiling

@@ -12,8 +12,8 @@ rare and is handled here in Python. Stages:
 
 ATTACK   rises towards 1.5 and ends at 1.0 after ``ATTACK_S`` (a hammer, not a switch)
 HELD     stays at 1 while the key is down (the rows decay)
-RELEASE  falls towards -0.002 and ends at 0: silent after the key's release time (R60
-         0.24-0.36 s, from the analysed damper)
+RELEASE  falls towards -0.01 and ends at 0: silent just after the key's release time
+         (R60 0.22-0.30 s, from the analysed damper)
 FADE     a stolen or re-struck voice falls fast (~3 ms) and then starts its pending note
 
 Nothing is ever cut: every change of level goes through one of these curves, and the
@@ -33,7 +33,7 @@ IDLE, ATTACK, HELD, RELEASE, FADE = 0, 1, 2, 3, 4
 STAGE_NAMES = ("idle", "attack", "held", "release", "fade")
 
 _ATTACK_TARGET = 1.5
-_RELEASE_TARGET = -0.002
+_RELEASE_TARGET = timbre.RELEASE_TARGET
 _FADE_TARGET = -0.05
 
 

@@ -193,7 +193,8 @@ def build_wavetables(sample_rate: int = 48000, max_partial_hz: float = 20000.0) 
         loud = 10 ** (timbre.loudness_db(pitch) / 20)
         row_gain[i, :timbre.STRIKE_ROW] = loud
         row_gain[i, timbre.STRIKE_ROW] = loud * 10 ** (timbre.key_value("strike_gain_db", pitch) / 20)
-        release_s[i] = timbre.release_r60_s(pitch) / math.log(1.002 / 0.003)
+        t = -timbre.RELEASE_TARGET               # time constant: -60 dB at the key's R60
+        release_s[i] = timbre.release_r60_s(pitch) / math.log((1 + t) / (1e-3 + t))
         partials.append(tuple(sorted(freqs)))
         anchor_power[pitch] = power
     strike_offsets = []

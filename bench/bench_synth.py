@@ -2,13 +2,14 @@
 the measured pitch and aliasing margins.
 
 Method: each figure renders one second of audio (375 blocks of 128 frames) with every voice
-of a ``Synth(voices=N)`` held at full velocity, and times it with ``time.process_time`` (CPU
-time of this process, helper threads included, so other processes on a shared machine do
-not inflate it; wall time is in the note); the figure
-is the median of several such seconds, as a percentage of one core. The render cost does
-not depend on how many of the N voices sound (all rows are always computed, see
-engine.py), so N configured voices is also the worst case of N sounding ones.
-numpy's OpenBLAS is used only for two tiny matmuls per block; unsetting OPENBLAS_CORETYPE
+of a ``Synth(voices=N, reverb=True)`` held at full velocity, and times it with
+``time.process_time`` (CPU time of this process, helper threads included; wall time is in
+the note); the figure is the least of several such seconds, as a percentage of one core:
+on a shared machine the neighbours only ever add time, so the minimum is the figure that
+moves least. The render cost does not depend on how many of the N voices sound (all seven
+oscillator rows of every voice are always computed, see engine.py), so N configured voices
+is also the worst case of N sounding ones.
+numpy's OpenBLAS is used only for small matmuls per block; unsetting OPENBLAS_CORETYPE
 and OPENBLAS_L2_SIZE changed the 16-voice figure by under 0.1% of a core here.
 """
 

@@ -10,7 +10,8 @@ How a block is made: commands are drained at the block's start; the block is the
 the frames of scheduled commands (``at_frame``) so the AI's notes start on their exact
 sample, and each piece ("segment") is rendered by ``_render_segment``:
 
-1. envelopes: level and brightness of every voice at the segment's end (one formula);
+1. envelopes: every voice's level and every oscillator row's own decay at the segment's
+   end (one formula each);
 2. gains: for each channel and oscillator row, the gain at the segment's start and its
    slope per frame (amplitude x pan x envelope), a small matrix W;
 3. oscillators: table phase for every frame and row from one matmul, then one gather of
@@ -19,7 +20,8 @@ sample, and each piece ("segment") is rendered by ``_render_segment``:
    cost is the same whether one key or sixteen are down;
 4. mix: ``X @ W^T`` sums all rows with their gains and gain slopes in one BLAS call, so the
    per-sample gain ramp costs two vector operations on the mix instead of one per row.
-The limiter, the volume knob and the int16 conversion follow (``limiter.OutputStage``).
+The room (``reverb.Reverb``, when enabled), then the volume knob, compressor, limiter and
+the int16 conversion follow (``limiter.OutputStage``).
 """
 
 from __future__ import annotations
@@ -50,7 +52,9 @@ _STAT_KEYS = ("blocks", "note_ons", "note_offs", "retriggers", "steals", "replac
 
 
 class Synth:
-    """A polyphonic wavetable piano. See the package docstring for the threading contract."""
+    """A polyphonic wavetable piano. See the package docstring for the threading contract.
+    ``reverb`` / ``reverb_amount`` add the small room (config ``audio.reverb``,
+    ``audio.reverb_amount``); it is off by default, so existing callers are unchanged."""
 
     def __init__(self, sample_rate: int = 48000, block_frames: int = 128, channels: int = 2,
                  voices: int = 16, ceiling_dbfs: float = -6.0, gain: float = 1.0,

@@ -20,6 +20,19 @@ HOP_S = 0.010
 ENV_WINDOW_S = 0.050
 
 
+def steady_tone(synth):
+    """Start the synth's pending note (one block), then freeze every oscillator row's decay
+    and mute the strike: a held copy of the same note. A piano's partials decay (each then
+    has a spectral width of its own, wider than a +-10 Hz band at 20-60 dB/s) and its treble
+    decays towards 16-bit rounding within a second, so the tables' band-limiting (what
+    aliasing would spoil) is measured on this steady copy. Returns the synth."""
+    from piano_buddy.synth.timbre import ROWS_PER_VOICE, STRIKE_ROW
+    synth.render()
+    synth.voices.row_rate[:] = 0.0
+    synth.voices.amp_pan[:, STRIKE_ROW::ROWS_PER_VOICE] = 0.0
+    return synth
+
+
 def pitch_hz(pitch: float) -> float:
     return 440.0 * 2.0 ** ((pitch - 69.0) / 12.0)
 

@@ -11,8 +11,9 @@ import math
 import numpy as np
 import pytest
 
+from bench.voice_measures import steady_tone
 from piano_buddy.synth import AI, PLAYER, Synth, render_offline, write_wav
-from piano_buddy.synth.timbre import ROWS_PER_VOICE, STRIKE_ROW, pitch_hz
+from piano_buddy.synth.timbre import STRIKE_ROW, pitch_hz
 
 SR = 48000
 
@@ -78,15 +79,9 @@ def render_frames(synth: Synth, frames: int) -> np.ndarray:
 
 
 def sustain(synth: Synth) -> Synth:
-    """Start the pending note (one block), then freeze every oscillator row's decay and mute
-    the strike: a steady tone. The aliasing checks below were written for a sustained voice;
-    a piano's partials decay (which gives each one a spectral width of its own, wider than
-    the +-10 Hz bands at 20-60 dB/s) and the treble decays towards 16-bit rounding, so they
-    now measure the tables and the interpolation on a held copy of the same note."""
-    synth.render()
-    synth.voices.row_rate[:] = 0.0
-    synth.voices.amp_pan[:, STRIKE_ROW::ROWS_PER_VOICE] = 0.0
-    return synth
+    """The aliasing checks below were written for a sustained voice; they now measure the
+    tables and the interpolation on a held copy of the same note (see steady_tone)."""
+    return steady_tone(synth)
 
 
 def without_strike(synth: Synth) -> Synth:

@@ -12,8 +12,11 @@ TFLR_VENV   ?= .venv-tflr
 # swig builds lgpio there.
 SYSTEM_PACKAGES ?= gcc g++ pkg-config swig python3-dev python3-venv libasound2-dev alsa-utils
 # ... and for the tests: JACK's dummy backend and the ALSA jack plugin (real-time pacing),
-# systemd-analyze for the unit checks, shellcheck for the install script.
-TEST_SYSTEM_PACKAGES ?= jackd2 libasound2-plugins libjack-jackd2-0 systemd shellcheck
+# systemd-analyze for the unit checks, shellcheck for the install script, and a sampled piano
+# (FluidR3 GM in FluidSynth) that the voice is compared with (make voice-report too; the box
+# never needs it).
+TEST_SYSTEM_PACKAGES ?= jackd2 libasound2-plugins libjack-jackd2-0 systemd shellcheck \
+                        fluidsynth fluid-soundfont-gm
 SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 
@@ -21,7 +24,7 @@ PYTEST_ARGS ?=
 # Install, uninstall and the emulated-Pi check live in mk/install.mk.
 -include mk/*.mk
 .PHONY: help run demo test test-fast bench soak models eval install uninstall pi-check \
-        system-deps test-system-deps venv test-venv train-venv tflr-venv clean
+        system-deps test-system-deps venv test-venv train-venv tflr-venv clean voice-report
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -107,6 +110,9 @@ test: test-venv tflr-venv py313-venv train-venv  ## install what the tests need 
 
 test-fast: test-venv  ## every test but the slow ones, without building the training venv
 	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+voice-report: test-venv  ## our synth beside a sampled piano (FluidR3): table, PNGs and an A/B WAV in out/
+	$(PY) -m bench.voice_report --out out
 
 bench: test-venv  ## measure every timing target; a table, one summary line, out/bench.json; fails on a miss
 	$(PY) -m bench --json out/bench.json $(BENCH_ARGS)

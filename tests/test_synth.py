@@ -11,8 +11,9 @@ import math
 import numpy as np
 import pytest
 
+from bench.voice_measures import steady_tone
 from piano_buddy.synth import AI, PLAYER, Synth, render_offline, write_wav
-from piano_buddy.synth.timbre import pitch_hz
+from piano_buddy.synth.timbre import STRIKE_ROW, pitch_hz
 
 SR = 48000
 
@@ -77,6 +78,24 @@ def render_frames(synth: Synth, frames: int) -> np.ndarray:
     return np.concatenate(out)
 
 
+def sustain(synth: Synth) -> Synth:
+    """The aliasing checks below were written for a sustained voice; they now measure the
+    tables and the interpolation on a held copy of the same note (see steady_tone)."""
+    return steady_tone(synth)
+
+
+def without_strike(synth: Synth) -> Synth:
+    """The same synth with the hammer's knock muted. The click checks below compare a note's
+    steps with its own steepest held step: the knock is broadband noise by design (its own
+    onset is checked in test_the_hammer_knock_builds_up_from_silence), so they check the
+    envelope path - attack, release, steal fade - on the partials alone."""
+    import dataclasses
+    gain = synth.bank.row_gain.copy()
+    gain[:, STRIKE_ROW] = 0.0
+    synth.voices.bank = dataclasses.replace(synth.bank, row_gain=gain)
+    return synth
+
+
 # ---- pitch --------------------------------------------------------------------------------
 def test_every_key_is_within_3_cents_of_equal_temperament():
     worst = (0.0, None)
@@ -120,6 +139,8 @@ def test_treble_keys_do_not_alias(pitch):
     measure) and at least 75 dB under it in the synth's float mix."""
     synth = MixTap(voices=1, channels=1, ceiling_dbfs=0.0)
     synth.note_on(pitch, 127)
+    sustain(synth)
+    synth.mix_log.clear()
     y = _mono(render_frames(synth, int(1.25 * SR)))[SR // 4:SR // 4 + SR]
     mix = np.concatenate(synth.mix_log)[SR // 4:SR // 4 + SR]
     partials = synth.bank.partial_frequencies(pitch)
@@ -137,6 +158,7 @@ def test_treble_keys_do_not_alias(pitch):
 def test_energy_above_the_top_keys_highest_partial_is_60_db_down():
     synth = Synth(voices=1, channels=1, ceiling_dbfs=0.0)
     synth.note_on(108, 127)
+    sustain(synth)
     x = _mono(render_frames(synth, int(1.25 * SR)))[SR // 4:SR // 4 + SR]
     top = synth.bank.partial_frequencies(108).max()
     power = np.abs(np.fft.rfft(x * _blackman_harris(len(x)))) ** 2
@@ -152,6 +174,7 @@ def test_other_rates_and_block_sizes_stay_in_tune_and_band_limited(sample_rate, 
                       ceiling_dbfs=0.0)
         assert synth.bank.partial_frequencies(pitch).max() <= 0.45 * sample_rate
         synth.note_on(pitch, 127)
+        sustain(synth)
         x = np.concatenate([synth.render()[:, 0].astype(np.float64)
                             for _ in range(int(0.6 * sample_rate) // block)])
         x = x[int(0.1 * sample_rate):int(0.1 * sample_rate) + sample_rate // 2]
@@ -184,30 +207,38 @@ def click_threshold(held: np.ndarray) -> float:
     return max_step(held) + 0.03 * float(np.max(np.abs(held)))
 
 
+def local(x: np.ndarray, frame: int, seconds: float = 0.02) -> np.ndarray:
+    """The part of a held note around ``frame``: a piano's note decays (its upper partials
+    within a few hundred ms), so what a click is measured against is the waveform near the
+    event, not its loudest moment long before."""
+    half = int(seconds * SR)
+    return x[max(0, frame - half):frame + half]
+
+
 def _mono(block: np.ndarray) -> np.ndarray:
     return block.astype(np.float64)[:, 0]
 
 
 def test_note_on_and_note_off_do_not_click():
     pitch = 48
-    ref_synth = Synth(voices=1)
+    ref_synth = without_strike(Synth(voices=1))
     ref_synth.note_on(pitch, 127)
     ref = _mono(render_frames(ref_synth, SR))            # held for a second, never released
-    held = ref[int(0.01 * SR):]
-    threshold = click_threshold(held)
+    onset_threshold = click_threshold(ref[int(0.003 * SR):int(0.013 * SR)])   # after the attack
     # release where the waveform is at its largest: a cut there would click
     window = slice(int(0.5 * SR), int(0.52 * SR))
     off_frame = window.start + int(np.argmax(np.abs(ref[window])))
+    threshold = click_threshold(local(ref, off_frame))
     assert abs(ref[off_frame]) > threshold, "a cut at the note-off frame would be detectable"
 
-    synth = Synth(voices=1)
+    synth = without_strike(Synth(voices=1))
     synth.note_on(pitch, 127)
     synth.note_off(pitch, at_frame=off_frame)
     y = _mono(render_frames(synth, SR))
     assert np.max(np.abs(y[:off_frame] - ref[:off_frame])) <= 2   # same note up to the off
     onset = max_step(y[:int(0.01 * SR)])
     release = max_step(y[off_frame - 1:])
-    assert onset <= threshold, f"note-on step {onset} > {threshold}"
+    assert onset <= onset_threshold, f"note-on step {onset} > {onset_threshold}"
     assert release <= threshold, f"note-off step {release} > {threshold}"
 
 
@@ -216,27 +247,54 @@ def test_voice_steal_and_retrigger_fade_instead_of_cutting(same_pitch):
     """With one voice, a second note steals it (or re-strikes the same key): the old sound
     fades in a few ms before the new one starts, so no step exceeds the threshold."""
     first, second = 48, (48 if same_pitch else 55)
-    ref_synth = Synth(voices=1)
+    ref_synth = without_strike(Synth(voices=1))
     ref_synth.note_on(first, 127)
     ref = _mono(render_frames(ref_synth, SR // 2))
-    window = slice(int(0.3 * SR), int(0.32 * SR))
+    window = slice(int(0.06 * SR), int(0.08 * SR))       # while the old note is still loud
     at = window.start + int(np.argmax(np.abs(ref[window])))
-    other = Synth(voices=1)
+    other = without_strike(Synth(voices=1))
     other.note_on(second, 127)
     ref2 = _mono(render_frames(other, SR // 2))
-    threshold = max(click_threshold(ref[int(0.01 * SR):]), click_threshold(ref2[int(0.01 * SR):]))
+    threshold = click_threshold(local(ref, at))
     assert abs(ref[at]) > threshold, "a cut at the steal frame would be detectable"
 
-    synth = Synth(voices=1)
+    synth = without_strike(Synth(voices=1))
     synth.note_on(first, 127)
     synth.note_on(second, 127, at_frame=at)
     y = _mono(render_frames(synth, SR))
-    step = max_step(y[at - 1:at + int(0.05 * SR)])
-    assert step <= threshold, f"step {step} > {threshold}"
+    new_start = [f for _, f in synth.started()][-1]
+    # the old note fades (its own steps near the steal at most), then the new one starts
+    # from silence (its own steps just after its attack at most)
+    step = max_step(y[at - 1:new_start])
+    assert step <= threshold, f"fade step {step} > {threshold}"
+    onset_threshold = click_threshold(ref2[int(0.003 * SR):int(0.013 * SR)])
+    step = max_step(y[new_start - 1:new_start + int(0.01 * SR)])
+    assert step <= onset_threshold, f"new onset step {step} > {onset_threshold}"
     assert synth.sounding() == {(second, PLAYER)}
     assert synth.stats["steals" if not same_pitch else "retriggers"] == 1
-    new_start = [f for _, f in synth.started()][-1]
     assert at < new_start <= at + int(0.01 * SR), "the new note starts within 10 ms"
+
+
+@pytest.mark.parametrize("pitch", [36, 60, 84])
+def test_the_hammer_knock_builds_up_from_silence(pitch):
+    """The strike noise alone (the partial rows muted): it starts from zero and takes over a
+    millisecond to build up (a felt hammer, not a click), and is over within 80 ms."""
+    knock = without_partials(Synth(voices=1, channels=1))
+    knock.note_on(pitch, 100)
+    x = _mono(render_frames(knock, int(0.1 * SR)))
+    peak = np.max(np.abs(x))
+    assert peak > 100, "the knock is heard"
+    assert np.max(np.abs(x[:int(0.0005 * SR)])) < 0.25 * peak, "no step at the strike"
+    assert int(np.argmax(np.abs(x))) > int(0.001 * SR)
+    assert np.max(np.abs(x[int(0.08 * SR):])) <= 1, "over within 80 ms"
+
+
+def without_partials(synth: Synth) -> Synth:
+    import dataclasses
+    gain = synth.bank.row_gain.copy()
+    gain[:, :STRIKE_ROW] = 0.0
+    synth.voices.bank = dataclasses.replace(synth.bank, row_gain=gain)
+    return synth
 
 
 def test_a_key_pressed_again_during_its_release_starts_at_once():
@@ -307,15 +365,18 @@ def test_harder_strikes_are_louder_and_brighter():
 
 
 def test_upper_partials_decay_faster_than_the_fundamental():
+    """The tone mellows as it rings: the spectral centroid (magnitude-weighted, as in
+    shared/notes/piano-reference.md) of middle C at 1.3-1.4 s is well under the strike's.
+    (The share of energy above partial 3 is not the measure: in the sampled reference it
+    barely changes, 13.5% -> 12.1%, while its centroid falls by a third.)"""
     x = render_held(60, 127, 1.5, voices=1)
-    f0 = float(pitch_hz(60))
 
-    def bright_share(segment):
-        power = np.abs(np.fft.rfft(segment * np.hanning(len(segment)))) ** 2
+    def centroid(segment):
+        magnitude = np.abs(np.fft.rfft(segment * np.hanning(len(segment))))
         freqs = np.fft.rfftfreq(len(segment), 1.0 / SR)
-        return power[freqs > 3.5 * f0].sum() / power.sum()
+        return (magnitude * freqs).sum() / magnitude.sum()
     early, late = x[int(0.01 * SR):int(0.11 * SR)], x[int(1.3 * SR):int(1.4 * SR)]
-    assert bright_share(late) < 0.5 * bright_share(early)
+    assert centroid(late) < 0.8 * centroid(early)
 
 
 def test_bass_and_treble_registers_differ():
@@ -627,8 +688,9 @@ def test_render_allocates_no_buffers(loud):
             if i % 10 == 5:                # commands too: a steal, a scheduled start, a release
                 synth.note_on(100 - i // 10, 90, tag=AI, at_frame=synth.frame + 2700)
                 synth.note_off(30 + 4 * (i // 10))
-                if loud:
-                    synth.note_on(21 + i // 10, 127)
+                if loud:                   # a sudden cluster over decayed notes: the
+                    for k in range(8):         # compressor is too slow, the soft clip acts
+                        synth.note_on(21 + i // 10 + 3 * k, 127)
             synth.render()
         current, peak = tracemalloc.get_traced_memory()
     finally:

@@ -22,7 +22,7 @@ from .errors import PianoBuddyError
 log = logging.getLogger("piano_buddy")
 
 HEARTBEAT_STALE = 2.0   # seconds without a heartbeat that count as a hung thread
-DRAIN_SECONDS = 0.35    # at shutdown, let released notes fade out before closing the device
+DRAIN_SECONDS = 0.6     # at shutdown, let released notes (0.3 s) and the room (0.25 s) fade
 GIL_SWITCH_SECONDS = 0.001  # see Box.start
 MODEL_ERROR_SHOW_SECONDS = 2.0  # the error pattern stays up this long before the exit
 # Shutdown: each wait bounded; together under STOP_BUDGET (systemd's TimeoutStopSec is 10).

@@ -49,7 +49,8 @@ def build_synth(cfg: Config, *, channels: int = 2, block_frames: int | None = No
     from .synth import Synth
     a = cfg.audio
     return Synth(sample_rate=a.sample_rate, block_frames=block_frames or a.period_frames,
-                 channels=channels, voices=a.voices, ceiling_dbfs=a.ceiling_dbfs, gain=a.volume)
+                 channels=channels, voices=a.voices, ceiling_dbfs=a.ceiling_dbfs, gain=a.volume,
+                 reverb=a.reverb, reverb_amount=a.reverb_amount)
 
 
 def alsa_sink_factory(cfg: Config, device: str | None = None) -> Callable[[], object]:

@@ -99,6 +99,8 @@ class AudioConfig:
     voices: int = _spec(16, lo=1, hi=64, help="polyphony")
     ceiling_dbfs: float = _spec(-6.0, lo=-40.0, hi=0.0, help="output never exceeds this level")
     volume: float = _spec(0.8, lo=0.0, hi=1.0, help="master volume at start")
+    reverb: bool = _spec(True, help="a small room around the piano (mono-compatible)")
+    reverb_amount: float = _spec(0.25, lo=0.0, hi=1.0, help="how much of the room is heard")
     retry_seconds: float = _spec(3.0, lo=0.5, hi=60.0, help="how often a missing device is retried")
     wav_fallback: str = _spec("", help="WAV file to write when there is no ALSA device "
                                       "('' = play silently until the device returns)")

@@ -9,10 +9,14 @@ Threading contract:
 - Scheduled commands (``at_frame``, absolute frames as counted by ``frame``) start on their
   exact sample; immediate ones at the start of the next block.
 
-Modules: ``timbre`` (the register table), ``wavetables`` (band-limited tables per key),
+Modules: ``timbre`` (the analysed piano, ``piano_table.json``, interpolated per key, and
+the hand-set numbers), ``wavetables`` (band-limited tables per key and band, strike noise),
 ``voices`` (envelopes and voice allocation), ``commands`` (the lock-free queue and release
-flags), ``limiter`` (volume, limiter, ceiling, int16), ``engine`` (the Synth), ``offline``
-(render to an array or WAV).
+flags), ``reverb`` (the small room), ``limiter`` (volume, compressor, limiter, ceiling,
+int16), ``engine`` (the Synth), ``offline`` (render to an array or WAV).
+
+``piano_table.json`` is made by ``python -m bench.voice_analysis`` from the FluidR3 GM piano
+(Frank Wen, MIT licence; Debian ``fluid-soundfont-gm``): only the analysis is committed.
 """
 
 from .engine import AI, MAX_TAGS, PLAYER, Synth

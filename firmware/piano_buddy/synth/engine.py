@@ -10,7 +10,8 @@ How a block is made: commands are drained at the block's start; the block is the
 the frames of scheduled commands (``at_frame``) so the AI's notes start on their exact
 sample, and each piece ("segment") is rendered by ``_render_segment``:
 
-1. envelopes: level and brightness of every voice at the segment's end (one formula);
+1. envelopes: every voice's level and every oscillator row's own decay at the segment's
+   end (one formula each);
 2. gains: for each channel and oscillator row, the gain at the segment's start and its
    slope per frame (amplitude x pan x envelope), a small matrix W;
 3. oscillators: table phase for every frame and row from one matmul, then one gather of
@@ -19,7 +20,8 @@ sample, and each piece ("segment") is rendered by ``_render_segment``:
    cost is the same whether one key or sixteen are down;
 4. mix: ``X @ W^T`` sums all rows with their gains and gain slopes in one BLAS call, so the
    per-sample gain ramp costs two vector operations on the mix instead of one per row.
-The limiter, the volume knob and the int16 conversion follow (``limiter.OutputStage``).
+The room (``reverb.Reverb``, when enabled), then the volume knob, compressor, limiter and
+the int16 conversion follow (``limiter.OutputStage``).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from . import timbre
 from .commands import (ALL_OFF, AT, CANCEL, IMMEDIATE, KIND, NOTE_OFF, NOTE_ON, PITCH, SEQ,
                        STAMP, TAG, VELOCITY, CommandQueue, ReleaseFlags)
 from .limiter import OutputStage
+from .reverb import Reverb
 from .voices import ATTACK, HELD, IDLE, RELEASE, VoiceBank
 from .wavetables import build_wavetables
 
@@ -49,11 +52,14 @@ _STAT_KEYS = ("blocks", "note_ons", "note_offs", "retriggers", "steals", "replac
 
 
 class Synth:
-    """A polyphonic wavetable piano. See the package docstring for the threading contract."""
+    """A polyphonic wavetable piano. See the package docstring for the threading contract.
+    ``reverb`` / ``reverb_amount`` add the small room (config ``audio.reverb``,
+    ``audio.reverb_amount``); it is off by default, so existing callers are unchanged."""
 
     def __init__(self, sample_rate: int = 48000, block_frames: int = 128, channels: int = 2,
                  voices: int = 16, ceiling_dbfs: float = -6.0, gain: float = 1.0,
-                 queue_size: int = 512, max_hold_s: float | None = 60.0, max_splits: int = 8):
+                 queue_size: int = 512, max_hold_s: float | None = 60.0, max_splits: int = 8,
+                 reverb: bool = False, reverb_amount: float = 0.25):
         checks = (("sample_rate", sample_rate, 8000 <= sample_rate <= 192000, "8000..192000"),
                   ("block_frames", block_frames, 16 <= block_frames <= 8192, "16..8192"),
                   ("channels", channels, 1 <= channels <= 8, "1..8"),
@@ -61,7 +67,8 @@ class Synth:
                   ("ceiling_dbfs", ceiling_dbfs, -60.0 <= ceiling_dbfs <= 0.0, "-60..0"),
                   ("gain", gain, 0.0 <= gain <= 1.0, "0..1"),
                   ("queue_size", queue_size, 1 <= queue_size <= 1 << 20, "1..1048576"),
-                  ("max_splits", max_splits, 0 <= max_splits <= block_frames, "0..block_frames"))
+                  ("max_splits", max_splits, 0 <= max_splits <= block_frames, "0..block_frames"),
+                  ("reverb_amount", reverb_amount, 0.0 <= reverb_amount <= 1.0, "0..1"))
         for name, value, ok, allowed in checks:
             if not ok:
                 raise ConfigError(f"synth {name} = {value!r} is out of range (allowed {allowed})")
@@ -73,6 +80,8 @@ class Synth:
         self.bank = build_wavetables(self.sample_rate)
         self.voices = vb = VoiceBank(self.n_voices, self.bank, self.channels, F)
         self.output = OutputStage(self.sample_rate, F, self.channels, ceiling_dbfs, gain)
+        self.reverb = Reverb(self.sample_rate, F, self.channels,
+                             amount=float(reverb_amount) if reverb else 0.0)
         self._queue = CommandQueue(queue_size)
         self._flags = ReleaseFlags(MAX_TAGS)
         self._scheduled: list[tuple] = []        # heap of scheduled commands, audio thread only
@@ -88,19 +97,19 @@ class Synth:
         self._started_tag = np.zeros(STARTED_RING, dtype=np.int16)
         self._started_count = 0
         # ---- render buffers (allocated once) ----
-        rows = 2 * self.n_voices
+        R = vb.rows_per_voice
+        rows = R * self.n_voices
         mix_channels = vb.amp_pan.shape[0]
-        self._mask = self.bank.size - 1
-        self._next = np.zeros((2, self.n_voices))             # envelope state at segment end
-        self._next_level = self._next[0]
-        self._next_bright = self._next[1]
-        self._decay = np.zeros((2, self.n_voices))
+        self._next_level = np.zeros(self.n_voices)          # level at the segment's end
+        self._decay = np.zeros(self.n_voices)
+        self._row_next = np.zeros(rows)                      # each row's decay at the end
+        self._row_decay = np.zeros(rows)
+        self._row_env = np.zeros(rows)                       # level x row decay
+        self._row_env_by_voice = self._row_env.reshape(self.n_voices, R)
+        self._row_next_by_voice = self._row_next.reshape(self.n_voices, R)
+        self._level_column = self._next_level[:, None]
         self._crossed = np.zeros(self.n_voices, dtype=bool)
         self._crossed_below = np.zeros(self.n_voices, dtype=bool)
-        # envelope per row: the level (body rows), level x brightness (bright rows)
-        self._row_env = np.zeros(rows)
-        self._row_env_body = self._row_env[0::2]
-        self._row_env_bright = self._row_env[1::2]
         # per channel and row: [gain at the segment's start, gain slope per frame]; its
         # transpose (rows, 2 * channels) is the right-hand side of the mixing matmul
         self._w = np.zeros((mix_channels, 2, rows), dtype=np.float32)
@@ -116,6 +125,7 @@ class Synth:
                       np.zeros((F, rows), dtype=np.float32),      # fraction
                       np.zeros((F, rows), dtype=np.intp),         # table index
                       vb.offset_frames,                           # table start per row
+                      vb.mask_frames,                             # table size - 1 per row
                       np.zeros((F, rows, 2), dtype=np.float32),   # (sample, slope) pairs
                       np.zeros((F, rows), dtype=np.float32),      # interpolated samples
                       np.zeros((F, 2 * mix_channels), dtype=np.float32))
@@ -202,8 +212,9 @@ class Synth:
         return self.voices.held_notes()
 
     def is_silent(self) -> bool:
-        """No voice sounds at all (released voices have faded out to zero)."""
-        return not bool(np.any(self.voices.stage != IDLE))
+        """No voice sounds at all (released voices have faded out to zero) and the room's
+        tail has ended: the output is exact zeros from here on."""
+        return not bool(np.any(self.voices.stage != IDLE)) and self.reverb.drained
 
     def started(self) -> list[tuple[float | None, int]]:
         """Recent note starts, oldest first: (stamp given to note_on, absolute frame of the
@@ -250,6 +261,7 @@ class Synth:
             pos = end
         if self._max_hold is not None and start >= self._next_hold_check:
             self._release_overheld(start)
+        self.reverb.process(self._mix, self.voices.highest_active > 0)
         self.output.process(self._mix, self._block)
         self.stats["blocks"] += 1
         self.stats["limited_blocks"] = self.output.limited_blocks
@@ -367,14 +379,17 @@ class Synth:
         if active == 0:
             mix.fill(0.0)
             return
-        # 1. envelopes at the segment's end: target + (state - target) * exp(-n * rate)
-        nxt = self._next
+        # 1. envelopes at the segment's end: the voices' levels,
+        #    target + (state - target) * exp(-n * rate), and every row's own decay
+        level = self._next_level
         np.multiply(vb.rate, -float(n), out=self._decay)
         np.exp(self._decay, out=self._decay)
-        np.subtract(vb.state, vb.target, out=nxt)
-        np.multiply(nxt, self._decay, out=nxt)
-        np.add(nxt, vb.target, out=nxt)
-        level = self._next_level
+        np.subtract(vb.state, vb.target, out=level)
+        np.multiply(level, self._decay, out=level)
+        np.add(level, vb.target, out=level)
+        np.multiply(vb.row_rate, -float(n), out=self._row_decay)
+        np.exp(self._row_decay, out=self._row_decay)
+        np.multiply(vb.row_env, self._row_decay, out=self._row_next)
         np.greater_equal(level, vb.end_above, out=self._crossed)
         np.less_equal(level, vb.end_below, out=self._crossed_below)
         np.logical_or(self._crossed, self._crossed_below, out=self._crossed)
@@ -383,9 +398,9 @@ class Synth:
             for v in np.flatnonzero(self._crossed):
                 if vb.stage_ends(int(v), level):
                     starts.append(int(v))
-        # 2. gains per channel and row at the segment's end, and the slope from its start
-        np.copyto(self._row_env_body, level)
-        np.multiply(level, self._next_bright, out=self._row_env_bright)
+        # 2. gains per channel and row at the segment's end (amplitude x pan x level x row
+        #    decay), and the slope from its start
+        np.multiply(self._row_next_by_voice, self._level_column, out=self._row_env_by_voice)
         np.multiply(vb.amp_pan, self._row_env, out=self._g1, casting="same_kind")
         np.subtract(self._g1, self._w_gain, out=self._w_slope)
         np.multiply(self._w_slope, 1.0 / n, out=self._w_slope)
@@ -395,15 +410,15 @@ class Synth:
         #    keys are down. Phase of every frame and row, one gather of (sample, slope)
         #    pairs, linear interpolation.
         if n == self.block_frames:
-            ph, ph_int, frac, idx, offset, pairs, x, y = self._full
+            ph, ph_int, frac, idx, offset, mask, pairs, x, y = self._full
         else:
-            ph, ph_int, frac, idx, offset, pairs, x, y = (a[:n] for a in self._full)
+            ph, ph_int, frac, idx, offset, mask, pairs, x, y = (a[:n] for a in self._full)
         np.matmul(self._ramp2[:n], vb.inc_phase_t, out=ph)
         np.floor(ph, out=ph_int)
         np.subtract(ph, ph_int, out=frac)
         np.copyto(idx, ph_int, casting="unsafe")
-        np.bitwise_and(idx, self._mask, out=idx)
-        np.bitwise_or(idx, offset, out=idx)        # tables start at multiples of the size
+        np.bitwise_and(idx, mask, out=idx)
+        np.add(idx, offset, out=idx)
         np.take(self.bank.table, idx, axis=0, out=pairs, mode="clip")   # "raise" would copy
         np.multiply(pairs[:, :, 1], frac, out=x)
         np.add(x, pairs[:, :, 0], out=x)
@@ -413,14 +428,15 @@ class Synth:
         np.multiply(y[:, 1::2], self._t[:n], out=mix)
         np.add(mix, y[:, 0::2], out=mix)
         # advance to the segment's end
-        np.copyto(vb.state, nxt)
+        np.copyto(vb.state, level)
+        np.copyto(vb.row_env, self._row_next)
         np.copyto(self._w_gain, self._g1)
         if n == self.block_frames:
             np.add(vb.phase, vb.inc_block, out=vb.phase)
         else:
             np.multiply(vb.inc, float(n), out=self._phase_step)
             np.add(vb.phase, self._phase_step, out=vb.phase)
-        np.remainder(vb.phase, float(self.bank.size), out=vb.phase)
+        np.remainder(vb.phase, vb.size, out=vb.phase)
         np.copyto(vb.inc_phase_t[1], vb.phase, casting="same_kind")
         if starts:
             for v in starts:

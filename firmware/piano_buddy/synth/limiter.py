@@ -1,5 +1,13 @@
-"""The last stage: master gain (the volume knob), a look-at-the-block limiter, a soft clip
-that makes the ceiling a hard guarantee, and the conversion to int16.
+"""The last stage: master gain (the volume knob), an RMS compressor, a look-at-the-block
+limiter, a soft clip that makes the ceiling a hard guarantee, and the conversion to int16.
+
+Why a compressor before the limiter: a peak limiter alone holds a loud chord up at the
+ceiling for as long as it rings (it fell 2.4 dB in 2.7 s where a piano falls 25 dB), and
+ducks hard at every new strike of a mash. The compressor follows the mix's smoothed RMS
+(20 ms attack, 150 ms release) above a threshold, at a gentle ratio, and keeps its recent
+peaks under ``COMP_PEAK_TARGET``; its gain may move at most ``COMP_MAX_DOWN_DB_S`` / ``COMP_MAX_UP_DB_S``, so dense playing gets quieter
+smoothly (under 1 dB per strike at ten strikes a second) and a chord's decay still shows;
+the limiter is left for the first milliseconds of a sudden loud block.
 
 Why this shape: the mix is computed a whole block before it is played, so the limiter can
 see the block's peak and lower its gain before the loud samples go out (no overshoot
@@ -21,6 +29,18 @@ KNEE = 0.90                 # of the ceiling: the soft clip is linear below this
 LIMIT_TARGET = 0.88         # the limiter aims the block peak here, just under the knee
 LIMIT_RELEASE_S = 0.25      # limiter gain recovers with this time constant
 GAIN_SMOOTH_S = 0.03        # the volume knob glides with this time constant
+COMP_THRESHOLD_DB = -13.0   # RMS re the ceiling above which the compressor works
+COMP_RATIO = 3.0
+COMP_ATTACK_S = 0.020
+COMP_RELEASE_S = 0.150
+COMP_MAX_DOWN_DB_S = 4.0    # its gain falls at most this fast ...
+COMP_MAX_UP_DB_S = 1.0      # ... and recovers at most this fast (a chord still decays)
+COMP_PEAK_TARGET = 0.80     # ... and keeps block peaks (held 0.3 s) under this, so that in
+COMP_PEAK_HOLD_S = 0.3      # a mash the limiter has little left to do (held, then falling)
+COMP_FAST_BEYOND_DB = 4.0   # more than this too loud at once (one big chord): it catches up
+COMP_FAST_S = 0.030         # with this time constant, taking the chord over from the limiter
+COMP_DEADBAND_DB = 0.8      # and holds still while within this of where it should be: the
+                            # detector ripples with the waveform, a moving gain would be AM
 
 
 class OutputStage:
@@ -45,9 +65,28 @@ class OutputStage:
         self._scratch_flat = self._scratch.reshape(-1)   # 1-D max: numpy 1.26 buffers a 2-D one
         self._sign = np.empty_like(self._scratch)
         self._soft = np.empty_like(self._scratch)
-        self._int_scale = 32767.0 * self.ceiling
+        # whole LSBs: the soft clip stays under 1, so rounding can never pass the ceiling
+        self._int_scale = float(math.floor(32767.0 * self.ceiling))
         self.limited_blocks = 0
         self.clipped_blocks = 0
+        # compressor: smoothed mean square, gain in dB, per-block coefficients
+        seconds = block_frames / sample_rate
+        self.comp_power = 0.0
+        self.comp_peak = 0.0
+        self._comp_peak_fall = math.exp(-seconds / COMP_PEAK_HOLD_S)
+        self._comp_peak_hold = int(math.ceil(COMP_PEAK_HOLD_S / seconds))
+        self._comp_peak_age = 0
+        self._comp_moving = False
+        self._comp_fast = 1.0 - math.exp(-seconds / COMP_FAST_S)
+        self.float_out = None        # (block, channels) float32: set to keep unrounded output
+        self.comp_gain_db = 0.0
+        self.compressor_gain = 1.0
+        self._comp_attack = 1.0 - math.exp(-seconds / COMP_ATTACK_S)
+        self._comp_release = 1.0 - math.exp(-seconds / COMP_RELEASE_S)
+        self._comp_down = COMP_MAX_DOWN_DB_S * seconds
+        self._comp_up = COMP_MAX_UP_DB_S * seconds
+        self._comp_threshold = 10 ** (COMP_THRESHOLD_DB / 10)     # as a mean square
+        self._mix_flat_len = block_frames * mix_channels
 
     @staticmethod
     def _clamp(gain: float) -> float:
@@ -65,10 +104,43 @@ class OutputStage:
         old_gain = self.gain
         diff = self.target_gain - old_gain
         self.gain = self.target_gain if abs(diff) < 2e-3 else old_gain + diff * self._gain_alpha
-        # the limiter: the gain that puts this block's peak at LIMIT_TARGET
+        # the compressor: the smoothed RMS of this block (after the knob) sets its gain
+        flat = mix.reshape(-1)
+        power = float(np.dot(flat, flat)) / self._mix_flat_len * self.gain * self.gain
+        alpha = self._comp_attack if power > self.comp_power else self._comp_release
+        self.comp_power += alpha * (power - self.comp_power)
+        old_comp = self.compressor_gain
+        if self.comp_power > self._comp_threshold:
+            wanted_db = -10 * math.log10(self.comp_power / self._comp_threshold) * (1 - 1 / COMP_RATIO)
+        else:
+            wanted_db = 0.0
         np.abs(mix, out=self._scratch)
         raw_peak = float(self._scratch_flat.max())
-        peak = raw_peak * self.gain
+        level = raw_peak * self.gain
+        if level >= self.comp_peak:
+            self.comp_peak, self._comp_peak_age = level, 0
+        else:                          # hold the peak for a while, then let it fall
+            self._comp_peak_age += 1
+            if self._comp_peak_age > self._comp_peak_hold:
+                self.comp_peak *= self._comp_peak_fall
+        if self.comp_peak > COMP_PEAK_TARGET:
+            wanted_db = min(wanted_db, 20 * math.log10(COMP_PEAK_TARGET / self.comp_peak))
+        # hysteresis: start moving when off by more than the deadband, then move steadily
+        # until there (one smooth ramp, not a jerky one that would modulate the tone)
+        error = wanted_db - self.comp_gain_db
+        if abs(error) > COMP_DEADBAND_DB or (wanted_db == 0.0 and error > 0):
+            self._comp_moving = True
+        if self._comp_moving:
+            down = self._comp_down
+            if error < -COMP_FAST_BEYOND_DB:     # a sudden loud chord, not a mash: catch up
+                down = max(down, (-error - COMP_FAST_BEYOND_DB) * self._comp_fast)
+            step = min(max(error, -down), self._comp_up)
+            self.comp_gain_db += step
+            if abs(error) <= abs(step) + 1e-9 or abs(error) < 0.05:
+                self._comp_moving = False
+        self.compressor_gain = 10 ** (self.comp_gain_db / 20)
+        # the limiter: the gain that puts this block's peak at LIMIT_TARGET
+        peak = raw_peak * self.gain * self.compressor_gain
         old_limit = self.limiter_gain
         wanted = LIMIT_TARGET / peak if peak > LIMIT_TARGET else 1.0
         if wanted < old_limit:
@@ -78,7 +150,8 @@ class OutputStage:
             self.limiter_gain = old_limit + (wanted - old_limit) * self._release_alpha
             if self.limiter_gain > 0.9999:
                 self.limiter_gain = 1.0
-        start, end = old_gain * old_limit, self.gain * self.limiter_gain
+        start = old_gain * old_comp * old_limit
+        end = self.gain * self.compressor_gain * self.limiter_gain
         clip = raw_peak * max(start, end) > KNEE
         if not clip:                   # the usual case: gain and int16 scale in one ramp
             start, end = start * self._int_scale, end * self._int_scale
@@ -91,6 +164,8 @@ class OutputStage:
         if clip:
             self._soft_clip(mix)
             np.multiply(mix, self._int_scale, out=mix)
+        if self.float_out is not None:       # measuring below 16-bit rounding (offline)
+            np.copyto(self.float_out, mix)
         np.rint(mix, out=mix)
         if self.channels <= 2:
             np.copyto(out, mix, casting="unsafe")

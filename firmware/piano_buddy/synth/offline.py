@@ -18,10 +18,16 @@ from .engine import PLAYER, Synth
 MAX_TAIL_S = 10.0     # after the last note-off; release is far shorter, this only bounds a bug
 
 
-def render_offline(notes: Iterable[tuple], sample_rate: int = 48000, **synth_kwargs) -> np.ndarray:
+def render_offline(notes: Iterable[tuple], sample_rate: int = 48000, rounded: bool = True,
+                   **synth_kwargs) -> np.ndarray:
     """Render ``notes`` = (pitch, velocity, start_s, end_s[, tag]) to int16 (frames, channels),
-    until every note has faded out."""
+    until every note has faded out. ``rounded=False`` returns the same samples as float32
+    before the rounding to int16 (to measure decays below 16-bit rounding, as the reference
+    is measured)."""
     synth = Synth(sample_rate=sample_rate, **synth_kwargs)
+    if not rounded:
+        synth.output.float_out = np.zeros((synth.block_frames, 2 if synth.channels > 1 else 1),
+                                          dtype=np.float32)
     events = []
     for note in notes:
         pitch, velocity, start_s, end_s = note[:4]
@@ -45,7 +51,8 @@ def render_offline(notes: Iterable[tuple], sample_rate: int = 48000, **synth_kwa
                 synth.note_off(pitch, tag, at_frame=frame)
             i += 1
             queued += 1
-        blocks.append(synth.render().copy())
+        block = synth.render()
+        blocks.append(block.copy() if rounded else synth.output.float_out.copy())
         if i >= len(events) and synth.frame > last and synth.is_silent():
             break
         if synth.frame > last + MAX_TAIL_S * sample_rate:

@@ -1,14 +1,19 @@
 """The voices: per-voice state as arrays (so the renderer can work on all voices at once),
 the envelope stages, and the policy that picks a voice for a new note.
 
-Envelope: every stage is one formula, ``level -> target + (level - target) * exp(-n * rate)``
-over a segment of n frames, evaluated for all voices with a handful of numpy calls; a stage
-ends when the level crosses its ``end_above`` / ``end_below`` bound, which is rare and is
-handled here in Python. Stages:
+A voice plays ``timbre.ROWS_PER_VOICE`` oscillator rows: the fast and slow component of each
+band of partials, and the strike noise. Each row decays on its own (``row_env``, one
+exponential per row: the analysed rates), which gives the two-stage decay towards silence,
+the mellowing, and the knock that dies in a few tens of ms. Over all rows of a voice sits
+its level, whose stages are each one formula, ``level -> target + (level - target) *
+exp(-n * rate)`` over a segment of n frames, evaluated for all voices with a handful of numpy
+calls; a stage ends when the level crosses its ``end_above`` / ``end_below`` bound, which is
+rare and is handled here in Python. Stages:
 
 ATTACK   rises towards 1.5 and ends at 1.0 after ``ATTACK_S`` (a hammer, not a switch)
-HELD     decays towards the key's sustain level while the key is down
-RELEASE  falls towards -0.002 and ends at 0: silent after a few ``release_s``
+HELD     stays at 1 while the key is down (the rows decay)
+RELEASE  falls towards -0.01 and ends at 0: silent just after the key's release time
+         (R60 0.22-0.30 s, from the analysed damper)
 FADE     a stolen or re-struck voice falls fast (~3 ms) and then starts its pending note
 
 Nothing is ever cut: every change of level goes through one of these curves, and the
@@ -28,19 +33,22 @@ IDLE, ATTACK, HELD, RELEASE, FADE = 0, 1, 2, 3, 4
 STAGE_NAMES = ("idle", "attack", "held", "release", "fade")
 
 _ATTACK_TARGET = 1.5
-_RELEASE_TARGET = -0.002
+_RELEASE_TARGET = timbre.RELEASE_TARGET
 _FADE_TARGET = -0.05
 
 
 class VoiceBank:
-    """State of ``n`` voices. Rows of the oscillator arrays are interleaved per voice:
-    row 2v plays voice v's body table, row 2v+1 its bright table. New notes take the lowest
-    idle voice; ``highest_active`` (0 when all are idle) lets the renderer skip silence."""
+    """State of ``n`` voices. Oscillator rows are grouped per voice: rows
+    [v * R, (v + 1) * R) belong to voice v (R = ``timbre.ROWS_PER_VOICE``). New notes take
+    the lowest idle voice; ``highest_active`` (0 when all are idle) lets the renderer skip
+    silence."""
 
     def __init__(self, n: int, bank: WavetableBank, channels: int, block_frames: int):
         self.n = n
         self.bank = bank
-        fs = bank.sample_rate
+        self.rows_per_voice = R = timbre.ROWS_PER_VOICE
+        rows = n * R
+        self.fs = fs = bank.sample_rate
         self.stage = np.zeros(n, dtype=np.int8)
         self.pitch = np.full(n, -1, dtype=np.int16)
         self.tag = np.zeros(n, dtype=np.int16)
@@ -48,23 +56,28 @@ class VoiceBank:
         self.start_frame = np.zeros(n, dtype=np.int64)
         # key already up during the attack: the strike completes, then the release starts
         self.release_after_attack = np.zeros(n, dtype=bool)
-        # envelope: row 0 the level, row 1 the brightness (share of the bright table)
-        self.state = np.zeros((2, n))
-        self.target = np.zeros((2, n))
-        self.rate = np.zeros((2, n))                    # per frame
+        # the voice's level envelope
+        self.state = np.zeros(n)
+        self.target = np.zeros(n)
+        self.rate = np.zeros(n)                         # per frame
         self.end_above = np.full(n, np.inf)
         self.end_below = np.full(n, -np.inf)
         self.amp = np.zeros(n)
-        # oscillators (2 rows per voice)
-        self.inc = np.zeros(2 * n)                       # table samples per frame
-        self.phase = np.zeros(2 * n)
-        self.offset = np.zeros(2 * n, dtype=np.intp)    # table start in the bank
-        # the same, repeated for every frame of a block (same-shape operands: no buffering)
-        self.offset_frames = np.zeros((block_frames, 2 * n), dtype=np.intp)
-        self.inc_phase_t = np.zeros((2, 2 * n), dtype=np.float32)  # [inc; phase] for the matmul
-        # per channel and row: amplitude (velocity, loudness) times the pan gain
-        self.amp_pan = np.zeros((1 if channels == 1 else 2, 2 * n))
-        self.inc_block = np.zeros(2 * n)                 # inc * block_frames: one block's step
+        # per row: its own decay (envelope value and rate per frame)
+        self.row_env = np.zeros(rows)
+        self.row_rate = np.zeros(rows)
+        # oscillators
+        self.inc = np.zeros(rows)                        # table samples per frame
+        self.phase = np.zeros(rows)
+        self.size = np.full(rows, float(timbre.STRIKE_SIZE))   # each row's table length
+        # table start and mask, repeated for every frame of a block (same-shape operands:
+        # numpy then needs no iteration buffer)
+        self.offset_frames = np.zeros((block_frames, rows), dtype=np.intp)
+        self.mask_frames = np.full((block_frames, rows), timbre.STRIKE_SIZE - 1, dtype=np.intp)
+        self.inc_phase_t = np.zeros((2, rows), dtype=np.float32)  # [inc; phase] for the matmul
+        # per channel and row: amplitude (velocity, loudness, brightness) times the pan gain
+        self.amp_pan = np.zeros((1 if channels == 1 else 2, rows))
+        self.inc_block = np.zeros(rows)                  # inc * block_frames: one block's step
         self._block_frames = block_frames
         # a note waiting for its voice to finish fading (stolen or re-struck voice)
         self.pending = np.zeros(n, dtype=bool)
@@ -73,23 +86,26 @@ class VoiceBank:
         self.highest_active = 0                           # voices [0, highest_active) may sound
         # per-key constants, looked up at note start
         keys = np.arange(timbre.LOWEST_PITCH, timbre.HIGHEST_PITCH + 1)
-        self._sustain = timbre.register("sustain", keys)
-        self._decay_rate = 1.0 / (timbre.register("decay_s", keys) * fs)
-        self._release_rate = 1.0 / (timbre.register("release_s", keys) * fs)
-        self._bright_rate = 1.0 / (timbre.register("bright_decay_s", keys) * fs)
-        self._loudness = timbre.register("loudness", keys)
-        self._inc_body = bank.size * timbre.pitch_hz(keys) / fs
-        self._inc_bright = self._inc_body * bank.stretch
+        self._release_rate = 1.0 / (bank.release_s * fs)
+        strike = np.zeros(R, dtype=bool)
+        strike[timbre.STRIKE_ROW] = True
+        self._inc = np.where(strike, bank.row_ratio,
+                             bank.row_size * timbre.pitch_hz(keys)[:, None] * bank.row_ratio / fs)
+        self._row_rate = bank.row_rate / fs
         left, right = timbre.pan_gains(keys)
         self._pan = (np.vstack([left, right]) if channels > 1
                      else np.full((1, len(keys)), 1.0 / math.sqrt(2.0)))
         self._attack_rate = math.log(_ATTACK_TARGET / (_ATTACK_TARGET - 1.0)) / (timbre.ATTACK_S * fs)
         self._fade_rate = 1.0 / (timbre.STEAL_FADE_S * fs)
+        self._row_amp = np.zeros(R)
 
     # ---- lifecycle (audio thread) -------------------------------------------------------
     def start(self, v: int, pitch: int, velocity: int, tag: int, frame: int) -> None:
         """Begin a note on an idle (or just faded) voice v, from level 0 and phase 0."""
         i = pitch - timbre.LOWEST_PITCH
+        R = self.rows_per_voice
+        rows = slice(v * R, (v + 1) * R)
+        bank = self.bank
         self._orders += 1
         self.stage[v] = ATTACK
         self.release_after_attack[v] = False
@@ -97,32 +113,28 @@ class VoiceBank:
         self.tag[v] = tag
         self.order[v] = self._orders
         self.start_frame[v] = frame
-        bright = float(timbre.velocity_brightness(velocity))
-        self.state[0, v] = 0.0
-        self.state[1, v] = bright
-        self.target[0, v] = _ATTACK_TARGET
-        self.target[1, v] = 0.15 * bright
-        self.rate[0, v] = self._attack_rate
-        self.rate[1, v] = self._bright_rate[i]
+        self.state[v] = 0.0
+        self.target[v] = _ATTACK_TARGET
+        self.rate[v] = self._attack_rate
         self.end_above[v] = 1.0
         self.end_below[v] = -np.inf
-        self.amp[v] = timbre.VOICE_LEVEL * float(timbre.velocity_gain(velocity)) * self._loudness[i]
-        body, bright_row = 2 * v, 2 * v + 1
-        self.inc[body] = self._inc_body[i]
-        self.inc[bright_row] = self._inc_bright[i]
-        self.phase[body] = self.phase[bright_row] = 0.0
-        body_offset, bright_offset = int(self.bank.body_offset[i]), int(self.bank.bright_offset[i])
-        self.offset[body] = body_offset
-        self.offset[bright_row] = bright_offset
-        # (Python ints: filling a column with a numpy int32 made numpy 1.26 buffer the cast)
-        self.offset_frames[:, body] = body_offset
-        self.offset_frames[:, bright_row] = bright_offset
-        self.inc_phase_t[0, body] = self.inc[body]
-        self.inc_phase_t[0, bright_row] = self.inc[bright_row]
-        self.inc_phase_t[1, body] = self.inc_phase_t[1, bright_row] = 0.0
-        self.inc_block[body] = self.inc[body] * self._block_frames
-        self.inc_block[bright_row] = self.inc[bright_row] * self._block_frames
-        self.amp_pan[:, body] = self.amp_pan[:, bright_row] = self.amp[v] * self._pan[:, i]
+        self.amp[v] = timbre.VOICE_LEVEL * float(timbre.velocity_gain(velocity))
+        relative = min(max(float(velocity), 1.0), 127.0) / timbre.table()["velocity"]
+        np.power(relative, bank.row_velocity_exponent, out=self._row_amp)
+        np.multiply(self._row_amp, bank.row_gain[i], out=self._row_amp)
+        np.multiply(self._row_amp, self.amp[v], out=self._row_amp)
+        self.row_env[rows] = 1.0
+        self.row_rate[rows] = self._row_rate[i]
+        self.inc[rows] = self._inc[i]
+        self.phase[rows] = 0.0
+        self.size[rows] = bank.row_size[i]
+        self.offset_frames[:, rows] = bank.row_offset[i]
+        self.mask_frames[:, rows] = bank.row_size[i] - 1
+        self.inc_phase_t[0, rows] = self._inc[i]
+        self.inc_phase_t[1, rows] = 0.0
+        np.multiply(self._inc[i], float(self._block_frames), out=self.inc_block[rows])
+        for c in range(self.amp_pan.shape[0]):
+            np.multiply(self._row_amp, self._pan[c, i], out=self.amp_pan[c, rows])
         self.highest_active = max(self.highest_active, v + 1)
 
     def release(self, v: int) -> None:
@@ -132,8 +144,8 @@ class VoiceBank:
             self.release_after_attack[v] = True
             return
         self.stage[v] = RELEASE
-        self.target[0, v] = _RELEASE_TARGET
-        self.rate[0, v] = self._release_rate[self.pitch[v] - timbre.LOWEST_PITCH]
+        self.target[v] = _RELEASE_TARGET
+        self.rate[v] = self._release_rate[self.pitch[v] - timbre.LOWEST_PITCH]
         self.end_above[v] = np.inf
         self.end_below[v] = 0.0
 
@@ -142,8 +154,8 @@ class VoiceBank:
         self.release_after_attack[v] = False
         if self.stage[v] != IDLE:
             self.stage[v] = FADE
-            self.target[0, v] = _FADE_TARGET
-            self.rate[0, v] = self._fade_rate
+            self.target[v] = _FADE_TARGET
+            self.rate[v] = self._fade_rate
             self.end_above[v] = np.inf
             self.end_below[v] = 0.0
         self.pending[v] = note is not None
@@ -152,9 +164,9 @@ class VoiceBank:
     def _to_idle(self, v: int) -> None:
         self.stage[v] = IDLE
         self.pitch[v] = -1
-        self.state[0, v] = 0.0
-        self.target[0, v] = 0.0
-        self.rate[0, v] = 0.0
+        self.state[v] = 0.0
+        self.target[v] = 0.0
+        self.rate[v] = 0.0
         self.end_above[v] = np.inf
         self.end_below[v] = -np.inf
         self.amp[v] = 0.0
@@ -165,10 +177,9 @@ class VoiceBank:
         stage = self.stage[v]
         if stage == ATTACK:
             new_level[v] = 1.0
-            i = self.pitch[v] - timbre.LOWEST_PITCH
             self.stage[v] = HELD
-            self.target[0, v] = self._sustain[i]
-            self.rate[0, v] = self._decay_rate[i]
+            self.target[v] = 1.0
+            self.rate[v] = 0.0
             self.end_above[v] = np.inf
             if self.release_after_attack[v]:
                 self.release_after_attack[v] = False
@@ -213,7 +224,7 @@ class VoiceBank:
             return int(idle[0]), "idle"
         releasing = np.flatnonzero(self.stage == RELEASE)
         if len(releasing):
-            return int(releasing[np.argmin(self.state[0, releasing])]), "steal"
+            return int(releasing[np.argmin(self.state[releasing])]), "steal"
         held = np.flatnonzero((self.stage == ATTACK) | (self.stage == HELD))
         if len(held):
             return int(held[np.argmin(self.order[held])]), "steal"

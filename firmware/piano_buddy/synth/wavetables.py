@@ -1,17 +1,23 @@
-"""Band-limited single-cycle wavetables, two per key: the body and the bright partials.
+"""Band-limited wavetables built from the analysed piano: per key, a fast and a slow table
+for each band of partials, and a strike-noise burst for every analysed key.
 
-Why two tables per key, built at start-up:
-- One table set per key (88 x 2 x 2048 samples) holds only partials below ``max_partial_hz``
-  *for that key*, so no note can alias, and each register gets its own spectrum. It costs
-  about 2.9 MB (float32, with the interpolation slopes stored beside the samples), well under
-  the 8 MB budget, and 16 voices touch at most 512 KB of it (fits a Pi 4's L2 cache).
-- The body table (partials 1..3) plays exactly in tune; the bright table (partials 4 and up)
-  plays a little sharp (``timbre.bright_stretch``), which gives the slight inharmonicity of a
-  stiff string. The voice fades the bright table faster than the body, so the attack is
-  bright and the tone mellows, and harder strikes start brighter.
+Why this layout, built at start-up (about 0.1 s, cached per sample rate):
+- A single-cycle table can only hold harmonic partials, so each band of partials
+  (``timbre.BANDS``) gets its own table, played at its own stretch: inharmonicity then grows
+  with the partial number band by band, while partials 1-2 keep the key in tune.
+- The fast and slow tables of a band hold the analysed amplitudes of the two decay stages;
+  the voice plays them with their own decay rates and a slight detune, which gives the
+  two-stage decay and the beating of unison strings with no per-sample work.
+- Every table holds only partials below ``max_partial_hz`` for its key and at most one per
+  eight points of the cycle (linear interpolation's images then stay far down), so no note
+  can alias. Tables of a band have one size (``timbre.BAND_TABLE_SIZE``): small for the low
+  partials, 2048 for the many upper ones; a voice row reads its table through an offset and
+  a mask.
+- The strike is a burst of noise shaped like the reference's off-partial spectrum (plus a
+  low knock in the bass), ``timbre.STRIKE_SIZE`` samples long; the voice plays it once at
+  one sample per frame and fades it to -100 dB by the time it would wrap.
 - Linear interpolation reads ``sample + frac * slope`` from one interleaved (value, slope)
-  pair, a single gather per output sample; 2048 points per cycle keep its error far below
-  the partials that matter (partials are capped at ``size // 8``, 8 points per cycle).
+  pair: a single gather per output sample.
 """
 
 from __future__ import annotations
@@ -24,21 +30,25 @@ import numpy as np
 
 from . import timbre
 
-TABLE_SIZE = 2048
+TABLE_SIZE = max(timbre.BAND_TABLE_SIZE)      # the largest cycle (kept for callers)
+LN_DB = math.log(10.0) / 20.0                 # dB -> natural-log units
 
 
 @dataclass(frozen=True)
 class WavetableBank:
-    """All keys' tables in one array, so a voice's table is just an offset into it."""
+    """All tables in one (samples, 2) float32 array of (value, slope) pairs; a voice row finds
+    its table by offset and size. Per key and row: the frequency ratio to the key's f0 (or,
+    for the strike, table samples per frame), the decay rate and the gain."""
     sample_rate: int
-    size: int
-    # (2 * N_PITCHES * size, 2) float32: column 0 the sample, column 1 the slope to the next
     table: np.ndarray
-    body_offset: np.ndarray       # (N_PITCHES,) int32: where key i's body table starts
-    bright_offset: np.ndarray     # (N_PITCHES,) int32
-    stretch: np.ndarray           # (N_PITCHES,) float64: bright table's frequency ratio
-    body_partials: tuple          # per key: the partial numbers in the body table
-    bright_partials: tuple        # per key: the partial numbers in the bright table
+    row_offset: np.ndarray        # (keys, rows) intp
+    row_size: np.ndarray          # (keys, rows) intp, powers of two
+    row_ratio: np.ndarray         # (keys, rows) float64
+    row_rate: np.ndarray          # (keys, rows) float64, natural-log decay per second
+    row_gain: np.ndarray          # (keys, rows) float64 (loudness trim; strike gain)
+    row_velocity_exponent: np.ndarray   # (rows,) brightness: gain ~ (v / v_ref) ** exponent
+    release_s: np.ndarray         # (keys,) release time constant
+    partials: tuple               # per key: ((frequencies of every component), ...)
     max_partial_hz: float
 
     @property
@@ -49,73 +59,165 @@ class WavetableBank:
         return int(pitch) - timbre.LOWEST_PITCH
 
     def partial_frequencies(self, pitch: int) -> np.ndarray:
-        """Every partial this key can sound, in Hz (for tests and plots)."""
-        i = self.index(pitch)
-        f0 = float(timbre.pitch_hz(pitch))
-        body = np.asarray(self.body_partials[i], dtype=np.float64) * f0
-        bright = np.asarray(self.bright_partials[i], dtype=np.float64) * f0 * self.stretch[i]
-        return np.concatenate([body, bright])
+        """Every partial this key can sound (each band's fast and slow component), in Hz."""
+        return np.asarray(self.partials[self.index(pitch)], dtype=np.float64)
 
 
-def partial_amplitudes(pitch: int, partials: np.ndarray) -> np.ndarray:
-    """The additive spectrum of one key: hammer position comb, 1/k^r roll-off, felt low-pass."""
-    f0 = float(timbre.pitch_hz(pitch))
-    k = partials.astype(np.float64)
-    comb = 0.2 + np.abs(np.sin(math.pi * k * timbre.STRIKE_POSITION))
-    rolloff = k ** -float(timbre.register("rolloff", pitch))
-    cutoff = float(timbre.register("cutoff_hz", pitch))
-    felt = 1.0 / np.sqrt(1.0 + (k * f0 / cutoff) ** 4)
-    return comb * rolloff * felt
-
-
-def _cycle(size: int, partials: np.ndarray, amplitudes: np.ndarray, phases: np.ndarray) -> np.ndarray:
-    """One period holding sin(2 pi k n / size + phase) for each partial k (an inverse FFT)."""
+def _cycle(size: int, harmonics: np.ndarray, amplitudes: np.ndarray, phases: np.ndarray) -> np.ndarray:
+    """One period holding a_k sin(2 pi k n / size + phase_k) for each harmonic k."""
     spectrum = np.zeros(size // 2 + 1, dtype=np.complex128)
-    spectrum[partials] = amplitudes * np.exp(1j * (phases - math.pi / 2)) * (size / 2)
+    spectrum[harmonics] = amplitudes * np.exp(1j * (phases - math.pi / 2)) * (size / 2)
     return np.fft.irfft(spectrum, size)
 
 
+def _extended_amplitudes(pitch: int, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """The analysed (fast, slow) amplitudes of partials 1..count; above the analysed ones the
+    spectrum continues from the last few, falling as 1/n^4 (a felt hammer's roll-off)."""
+    fast, slow = timbre.partial_amplitudes(pitch)
+    n_an = len(fast)
+    if count <= n_an:
+        return fast[:count], slow[:count]
+    n = np.arange(n_an + 1, count + 1, dtype=np.float64)
+    tail = (n / n_an) ** -4.0
+
+    def last(a):                       # the last few analysed partials' level (dB mean)
+        return 10 ** np.mean(np.log10(np.maximum(a[-4:], 1e-9)))
+    return np.concatenate([fast, last(fast) * tail]), np.concatenate([slow, last(slow) * tail])
+
+
+def _strike_burst(anchor: dict, sample_rate: int, rng: np.random.Generator,
+                  partial_power: float) -> np.ndarray:
+    """Noise with the anchor's off-partial octave spectrum, shaped in time so that, played
+    under the row's own fade to -100 dB over the table, it decays with the key's knock time;
+    scaled so its first 30 ms carry the analysed share of the note's energy."""
+    n = timbre.STRIKE_SIZE
+    pitch = anchor["pitch"]
+    freqs = np.fft.rfftfreq(n, 1.0 / sample_rate)
+    centres = np.log2(np.asarray(timbre.table()["octave_bands_hz"], dtype=np.float64))
+    shape_db = np.interp(np.log2(np.maximum(freqs, 20.0)), centres, anchor["strike_db"])
+    shape = 10 ** (shape_db / 20) * (freqs > timbre.STRIKE_HIGHPASS_HZ) * (freqs < 0.45 * sample_rate)
+    noise = np.fft.irfft(np.fft.rfft(rng.standard_normal(n)) * shape, n)
+    t = np.arange(n) / sample_rate
+    row_tau = n / sample_rate / (timbre.STRIKE_FADE_DB * LN_DB)
+    knock_tau = float(timbre.register("strike_decay_s", pitch))
+    onset = 1.0 - np.exp(-t / timbre.STRIKE_ONSET_S)
+    burst = noise * onset * np.exp(-t / knock_tau)
+    # energy share: the reference's off-partial bands, re its whole first 30 ms
+    share = float(np.sum(10 ** (np.asarray(anchor["strike_db"]) / 10)))
+    share = min(share, 0.9)
+    first = t < 0.030
+    want = partial_power * 0.030 * share / (1 - share)
+    burst *= math.sqrt(want / max(np.sum(burst[first] ** 2) / sample_rate, 1e-30))
+    thump = float(timbre.register("thump", pitch))
+    if thump > 0:
+        knock = np.sin(2 * math.pi * timbre.THUMP_HZ * t) * onset * np.exp(-t / timbre.THUMP_DECAY_S)
+        rms = math.sqrt(np.mean(burst[first] ** 2)) / max(math.sqrt(np.mean(knock[first] ** 2)), 1e-30)
+        burst = burst + thump * rms * knock
+    # the knock is over by STRIKE_END_S: a raised-cosine fade after STRIKE_HOLD_S, so
+    # nothing of it is left under the ringing partials (and nothing wraps round)
+    hold, end = timbre.STRIKE_HOLD_S, timbre.STRIKE_END_S
+    fade = np.clip((end - t) / (end - hold), 0.0, 1.0)
+    return burst * np.exp(t / row_tau) * np.sin(0.5 * math.pi * fade) ** 2
+
+
+def clear_caches() -> None:
+    """Forget the built tables and the loaded analysis (after the table file changed)."""
+    timbre.clear_cache()
+    build_wavetables.cache_clear()
+
+
 @lru_cache(maxsize=4)
-def build_wavetables(sample_rate: int = 48000, size: int = TABLE_SIZE,
-                     max_partial_hz: float = 20000.0) -> WavetableBank:
-    """Build (once per sample rate; cached) the body and bright tables of all 88 keys."""
-    if size < 256 or size & (size - 1):
-        raise ValueError(f"wavetable size {size} must be a power of two >= 256")
+def build_wavetables(sample_rate: int = 48000, max_partial_hz: float = 20000.0) -> WavetableBank:
+    """Build (once per sample rate; cached) every key's band tables and the strike bursts."""
     limit = min(max_partial_hz, 0.45 * sample_rate)
-    n = timbre.N_PITCHES
-    table = np.zeros((2 * n * size, 2), dtype=np.float32)
-    body_offset = np.zeros(n, dtype=np.int32)
-    bright_offset = np.zeros(n, dtype=np.int32)
-    stretch = np.zeros(n, dtype=np.float64)
-    body_partials, bright_partials = [], []
-    for i in range(n):
+    n_keys, rows = timbre.N_PITCHES, timbre.ROWS_PER_VOICE
+    keys_table = timbre.table()["keys"]
+    per_key = 2 * sum(timbre.BAND_TABLE_SIZE)
+    total = n_keys * per_key + len(keys_table) * timbre.STRIKE_SIZE
+    table = np.zeros((total, 2), dtype=np.float32)
+    row_offset = np.zeros((n_keys, rows), dtype=np.intp)
+    row_size = np.zeros((n_keys, rows), dtype=np.intp)
+    row_ratio = np.zeros((n_keys, rows))
+    row_rate = np.zeros((n_keys, rows))
+    row_gain = np.ones((n_keys, rows))
+    release_s = np.zeros(n_keys)
+    partials = []
+    pos = 0
+
+    def put(cycle: np.ndarray) -> int:
+        nonlocal pos
+        start = pos
+        table[start:start + len(cycle), 0] = cycle
+        table[start:start + len(cycle), 1] = np.roll(cycle, -1) - cycle
+        pos += len(cycle)
+        return start
+
+    # one scale for every key: the analysed C4 at velocity 80 has a unit sine's RMS
+    f60, s60 = timbre.partial_amplitudes(60)
+    norm = (1.0 / math.sqrt(2.0)) / math.sqrt(float(np.sum((f60 + s60) ** 2)) / 2)
+    anchor_power = {}
+    for i in range(n_keys):
         pitch = timbre.LOWEST_PITCH + i
         f0 = float(timbre.pitch_hz(pitch))
-        s = float(timbre.bright_stretch(pitch))
-        k_body = np.arange(1, timbre.BODY_PARTIALS + 1)
-        k_body = k_body[k_body * f0 <= limit]
-        k_max = min(int(limit / (f0 * s)), size // 8)
-        k_bright = np.arange(timbre.BODY_PARTIALS + 1, max(k_max, timbre.BODY_PARTIALS) + 1)
-        rng = np.random.default_rng(pitch)     # fixed phases: the same tables every start
-        body = _cycle(size, k_body, partial_amplitudes(pitch, k_body), np.zeros(len(k_body)))
-        bright = _cycle(size, k_bright, partial_amplitudes(pitch, k_bright),
-                        rng.uniform(0, 2 * math.pi, len(k_bright)))
-        # same loudness for every key: the mix at medium brightness has a unit sine's RMS
-        rms = float(np.sqrt(np.mean((body + 0.6 * bright) ** 2)))
-        scale = (1.0 / math.sqrt(2.0)) / rms
-        for which, cycle in ((0, body), (1, bright)):
-            start = (2 * i + which) * size
-            cycle = cycle * scale
-            table[start:start + size, 0] = cycle
-            table[start:start + size, 1] = np.roll(cycle, -1) - cycle
-        body_offset[i] = 2 * i * size
-        bright_offset[i] = (2 * i + 1) * size
-        stretch[i] = s
-        body_partials.append(tuple(int(k) for k in k_body))
-        bright_partials.append(tuple(int(k) for k in k_bright))
-    for arr in (table, body_offset, bright_offset, stretch):
+        stretch = timbre.band_stretch(pitch)
+        unison = timbre.unison_ratio(pitch)
+        rates = timbre.band_rates_db_s(pitch) * LN_DB         # (bands, fast/slow)
+        n_all = int(limit / f0) + 1
+        fast, slow = _extended_amplitudes(pitch, max(n_all, 2))
+        fast, slow = fast * norm, slow * norm
+        rng = np.random.default_rng(pitch)            # fixed phases: the same every start
+        phases = rng.uniform(0, 2 * math.pi, len(fast))
+        freqs = []
+        power = 0.0
+        for b, ((lo, hi), size) in enumerate(zip(timbre.BANDS, timbre.BAND_TABLE_SIZE)):
+            top = min(hi or 10 ** 6, timbre.MAX_BAND_PARTIALS[b], size // 8)
+            pair = (fast, slow)
+            if b in timbre.TWO_STRING_BANDS and rates[b, 0] >= timbre.TWO_STRING_FAST_DB_S * LN_DB:
+                # this band's fast stage is over within the attack: its rows
+                # play two strings of the slow stage instead, detuned, so they beat
+                share = timbre.SECOND_STRING_SHARE
+                pair = (slow * share, slow * (1.0 - share))
+                rates[b, 0] = rates[b, 1] * timbre.SECOND_STRING_RATE
+            for c, amps in enumerate(pair):
+                ratio = stretch[b] * (unison[b] if c == 1 else 1.0)
+                k = np.arange(lo, top + 1)
+                k = k[(k * f0 * ratio <= limit) & (k <= len(amps))]
+                r = 2 * b + c
+                row_offset[i, r] = put(_cycle(size, k, amps[k - 1], phases[k - 1]) if len(k)
+                                       else np.zeros(size))
+                row_size[i, r] = size
+                row_ratio[i, r] = ratio
+                row_rate[i, r] = rates[b, c]
+                freqs.extend(k * f0 * ratio)
+                power += float(np.sum(amps[k - 1] ** 2) / 2)
+        loud = 10 ** (timbre.loudness_db(pitch) / 20)
+        row_gain[i, :timbre.STRIKE_ROW] = loud
+        row_gain[i, timbre.STRIKE_ROW] = loud * 10 ** (timbre.key_value("strike_gain_db", pitch) / 20)
+        t = -timbre.RELEASE_TARGET               # time constant: -60 dB at the key's R60
+        release_s[i] = timbre.release_r60_s(pitch) / math.log((1 + t) / (1e-3 + t))
+        partials.append(tuple(sorted(freqs)))
+        anchor_power[pitch] = power
+    strike_offsets = []
+    for j, anchor in enumerate(keys_table):
+        rng = np.random.default_rng(1000 + anchor["pitch"])
+        power = anchor_power[min(max(anchor["pitch"], timbre.LOWEST_PITCH), timbre.HIGHEST_PITCH)]
+        strike_offsets.append(put(_strike_burst(anchor, sample_rate, rng, power)))
+    for i in range(n_keys):
+        r = timbre.STRIKE_ROW
+        row_offset[i, r] = strike_offsets[timbre.strike_anchor(timbre.LOWEST_PITCH + i)]
+        row_size[i, r] = timbre.STRIKE_SIZE
+        row_ratio[i, r] = 1.0
+        row_rate[i, r] = timbre.STRIKE_FADE_DB * LN_DB * sample_rate / timbre.STRIKE_SIZE
+    exponent = np.zeros(rows)
+    for b, e in enumerate(timbre.VELOCITY_BAND_EXPONENT):
+        # a harder strike is brighter mostly in the attack: the fast stage takes the whole
+        # exponent, the slow one (the tone that rings on) a third of it
+        exponent[2 * b] = e
+        exponent[2 * b + 1] = e * timbre.VELOCITY_SLOW_SHARE
+    exponent[timbre.STRIKE_ROW] = timbre.VELOCITY_STRIKE_EXPONENT
+    for arr in (table, row_offset, row_size, row_ratio, row_rate, row_gain, release_s, exponent):
         arr.setflags(write=False)
-    return WavetableBank(sample_rate=int(sample_rate), size=size, table=table,
-                         body_offset=body_offset, bright_offset=bright_offset, stretch=stretch,
-                         body_partials=tuple(body_partials), bright_partials=tuple(bright_partials),
-                         max_partial_hz=limit)
+    return WavetableBank(sample_rate=int(sample_rate), table=table, row_offset=row_offset,
+                         row_size=row_size, row_ratio=row_ratio, row_rate=row_rate,
+                         row_gain=row_gain, row_velocity_exponent=exponent, release_s=release_s,
+                         partials=tuple(partials), max_partial_hz=limit)

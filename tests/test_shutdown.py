@@ -96,6 +96,11 @@ def test_the_recording_is_saved_whatever_another_part_raises(tmp_path, monkeypat
     box.close()
     (rec,) = list_recordings(tmp_path)
     assert rec.n_player_notes == 4
+    monkeypatch.undo()                  # now really stop what the broken closes left running
+    box.audio.stop()
+    box.audio.join(5)
+    for part in (box.panel, box.midi_in, box.midi_out):
+        part.close()
 
 
 @pytest.mark.jack

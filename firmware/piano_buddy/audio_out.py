@@ -22,7 +22,6 @@ Facts behind the ALSA writer (measured with alsa-lib 1.2.8, pyalsaaudio 0.11.0, 
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import logging
 import os
@@ -43,8 +42,6 @@ log = logging.getLogger("piano_buddy.audio")
 # A device that takes no samples for this long has vanished (a JACK server that died, a USB
 # card pulled out mid-poll). Far above one buffer (10 ms) and a busy machine's hiccups.
 DEFAULT_STALL_SECONDS = 0.5
-STALLED_KEPT = 16            # stalled PCM handles set aside instead of closed (AlsaSink.close)
-_stalled_pcms: list = []
 # close() waits at most this long (plus one buffer) for queued samples to play out.
 DRAIN_SECONDS = 0.1
 
@@ -98,7 +95,6 @@ class AlsaSink(_SinkBase):
         self._pcm = None
         self._poll = None
         self._broken = False        # a vanished device is dropped, never drained
-        self._stalled = False       # it accepted nothing for stall_seconds (see close())
 
     def describe(self) -> str:
         return f"ALSA {self.device!r}"
@@ -172,7 +168,7 @@ class AlsaSink(_SinkBase):
                 else:                   # 0: the buffer is full (non-blocking mode)
                     left = deadline - time.monotonic()
                     if left <= 0:
-                        self._broken = self._stalled = True
+                        self._broken = True
                         raise AudioDeviceError(
                             f"ALSA device {self.device!r} accepted no samples for "
                             f"{self.stall_seconds:g} s: it vanished or stopped")
@@ -197,24 +193,9 @@ class AlsaSink(_SinkBase):
             return None
 
     def close(self) -> None:
-        """Let queued samples play out for a bounded time, then close; safe twice.
-
-        A device that stalled (accepted nothing for ``stall_seconds`` while still there) is
-        not closed but leaked on purpose: alsa-lib's jack plugin crashes the process when a
-        stalled client is closed (seen in the soak on an overloaded machine, and at exit after
-        a JACK server restart). At most
-        ``STALLED_KEPT`` are kept; a real card that vanished fails with an error instead of
-        stalling, and is closed."""
+        """Let queued samples play out for a bounded time, then close; safe twice."""
         pcm, self._pcm, self._poll = self._pcm, None, None
         if pcm is None:
-            return
-        if self._stalled and len(_stalled_pcms) < STALLED_KEPT:
-            # one reference that is never released, not even at interpreter exit (module
-            # globals are cleared then, and the handle's finalizer would close it)
-            ctypes.pythonapi.Py_IncRef(ctypes.py_object(pcm))
-            _stalled_pcms.append(id(pcm))
-            log.warning("%s stalled: its handle is set aside, not closed (%d so far)",
-                        self.describe(), len(_stalled_pcms))
             return
         try:
             if not self._broken:
@@ -678,3 +659,4 @@ def wav_fallback_path(setting: str, now: float | None = None) -> Path:
     p = Path(setting)
     stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now))
     return p.with_name(f"{p.stem}-{stamp}{p.suffix or '.wav'}")
+

@@ -29,7 +29,8 @@ NAME = "fake"
 _lock = threading.RLock()
 _keyboards: dict[str, "FakeKeyboard"] = {}     # port name -> keyboard
 _synths: dict[str, "FakeSynth"] = {}           # hardware output port name -> synth
-_virtual: dict[str, list[list[int]]] = {}      # our virtual output port -> messages sent
+_virtual: dict[str, deque] = {}                # our virtual output port -> messages sent
+KEEP_SENT = 10_000                             # messages kept per port (a soak runs for hours)
 _fail_virtual = False
 
 
@@ -62,7 +63,7 @@ class FakeSynth:
 
     def __init__(self, name: str) -> None:
         self.port_name = f"{name}:{name} MIDI 1 24:0"
-        self.received: list[list[int]] = []
+        self.received: deque = deque(maxlen=KEEP_SENT)
 
     def unplug(self) -> None:
         with _lock:
@@ -84,7 +85,7 @@ def synth(name: str = "Fake Synth") -> FakeSynth:
 
 
 def sent_to(virtual_name: str) -> list[list[int]]:
-    """Messages MIDI out sent to its virtual port ``virtual_name`` (a copy)."""
+    """The last ``KEEP_SENT`` messages MIDI out sent to its virtual port (a copy)."""
     with _lock:
         return [list(m) for m in _virtual.get(virtual_name, [])]
 
@@ -161,13 +162,13 @@ class MidiIn:
 class MidiOut:
     def __init__(self, rtapi: int = API_UNSPECIFIED, name: str = "") -> None:
         self._client = name
-        self._target: list[list[int]] | None = None
+        self._target: deque | None = None
 
     def open_virtual_port(self, name: str = "") -> None:
         if _fail_virtual:
             raise RuntimeError("fake MIDI system: virtual ports unavailable")
         with _lock:
-            self._target = _virtual.setdefault(name or self._client, [])
+            self._target = _virtual.setdefault(name or self._client, deque(maxlen=KEEP_SENT))
 
     def get_ports(self) -> list[str]:
         with _lock:

@@ -39,6 +39,7 @@ from piano_buddy import genie as rt
 from . import common, genie_data
 
 MODEL_PATH = common.MODELS_DIR / "genie.tflite"
+ENCODER_PATH = common.MODELS_DIR / rt.ENCODER_NAME
 REFERENCE_PATH = Path(__file__).resolve().parent / "genie_reference.npz"
 WORK_DIR = common.BUILD_DIR / "genie"
 NUM_LEVELS = 8
@@ -51,6 +52,7 @@ class Config:
     batch: int = 32
     seq_len: int = 128
     units: int = 128
+    enc_units: int = 64            # the encoder's LSTMs (its .tflite must stay < 1 MB)
     lr: float = 1e-3
     lr_final: float = 1e-4
     contour_weight: float = 1.0
@@ -63,6 +65,8 @@ class Config:
     smoke: bool = False
     limit: int | None = None       # corpus files per collection (smoke)
     seed: int = 0
+    recipe: dict = field(default_factory=dict)   # genie_data.Recipe (how windows are drawn)
+    variant: str = ""              # GENIE_VARIANT: a sweep run, written under build/ only
     notes: dict = field(default_factory=dict)
 
 
@@ -75,6 +79,8 @@ def config_from_env(smoke: bool = False) -> Config:
     cfg.steps = int(os.environ.get("GENIE_STEPS", cfg.steps))
     cfg.baseline_steps = int(os.environ.get("GENIE_BASELINE_STEPS", cfg.baseline_steps))
     cfg.batch = int(os.environ.get("GENIE_BATCH", cfg.batch))
+    cfg.recipe = asdict(genie_data.Recipe.from_env())
+    cfg.variant = os.environ.get("GENIE_VARIANT", "")
     return cfg
 
 
@@ -89,16 +95,17 @@ def _keras():
 class GenieModel:
     """The layers of the autoencoder (or of the button-less baseline decoder)."""
 
-    def __init__(self, units: int = 128, with_encoder: bool = True, seed: int = 0):
+    def __init__(self, units: int = 128, with_encoder: bool = True, seed: int = 0,
+                 enc_units: int = 64):
         keras = _keras()
         keras.utils.set_random_seed(seed)
         self._keras, self._ops = keras, keras.ops  # (no os.environ access inside tf.function)
         L = keras.layers
         self.with_encoder = with_encoder
-        self.units = units
+        self.units, self.enc_units = units, enc_units
         if with_encoder:
-            self.enc_in = L.Dense(units, name="enc_in")
-            self.enc_rnn = [L.Bidirectional(L.LSTM(units, return_sequences=True),
+            self.enc_in = L.Dense(enc_units, name="enc_in")
+            self.enc_rnn = [L.Bidirectional(L.LSTM(enc_units, return_sequences=True),
                                             name=f"enc_bilstm_{i}") for i in range(2)]
             self.enc_out = L.Dense(1, name="enc_out")
         self.dec_in = L.Dense(units, name="dec_in")
@@ -345,6 +352,53 @@ def export_decoder(model: GenieModel, path: Path, quantize: str,
                             path, quantize=quantize, representative=representative)
 
 
+def export_encoder(model: GenieModel, path: Path, quantize: str) -> bytes:
+    """The encoder as one whole-sequence model (ENCODER_LENGTH rows, padding masked), its
+    bidirectional LSTMs unrolled in basic ops (``tflite_export.build_sequence_model``)."""
+    from . import tflite_export as tx
+    seq = tx.build_sequence_model([model.enc_units, model.enc_units], rt.ENCODER_FEATURES,
+                                  rt.ENCODER_LENGTH, pre=model.enc_in, head=model.enc_out,
+                                  trained_bidirectional=model.enc_rnn)
+    return tx.export_tflite(seq, {"features": (rt.ENCODER_LENGTH, rt.ENCODER_FEATURES),
+                                  "mask": (rt.ENCODER_LENGTH, 1)},
+                            path, quantize=quantize, output_names=("values",),
+                            strip_names=True)
+
+
+def encoder_golden(model: GenieModel, keys: np.ndarray, dts: np.ndarray,
+                   lengths: tuple[int, ...] = (48, 64, 17)) -> dict[str, np.ndarray]:
+    """Golden vectors of the FLOAT encoder (Keras, unpadded sequences) on test notes:
+    a short, a full and a very short melody, so the padding mask is exercised."""
+    out_keys = np.zeros((len(lengths), rt.ENCODER_LENGTH), np.int32)
+    out_dts = np.zeros_like(out_keys)
+    out_z = np.zeros((len(lengths), rt.ENCODER_LENGTH), np.float32)
+    lengths = tuple(min(n, keys.shape[1]) for n in lengths)  # (smoke windows are short)
+    for i, n in enumerate(lengths):
+        k = keys[i % len(keys), :n].astype(np.int32)
+        d = dts[i % len(keys), :n].astype(np.int32).copy()
+        d[0] = 0
+        out_keys[i, :n], out_dts[i, :n] = k, d
+        out_z[i, :n] = np.asarray(model.encode(k[None], d[None]))[0]
+    return {"encoder_keys": out_keys, "encoder_dts": out_dts, "encoder_values": out_z,
+            "encoder_lengths": np.array(lengths, np.int32)}
+
+
+def encoder_export_check(model: GenieModel, data: bytes, path: Path,
+                         golden: dict[str, np.ndarray]) -> dict:
+    """Size, max |value| difference and button agreement of the exported encoder against
+    the float encoder's golden vectors (through the firmware's GenieEncoder)."""
+    from piano_buddy.genie import GenieEncoder
+    encoder = GenieEncoder(path)
+    diffs, agree, n = [], 0, 0
+    for k, d, z, m in zip(golden["encoder_keys"], golden["encoder_dts"],
+                          golden["encoder_values"], golden["encoder_lengths"]):
+        got = encoder.values(k[:m], d[:m])
+        diffs.append(float(np.max(np.abs(got - z[:m]))))
+        agree += int(np.sum(rt.value_to_button(got) == rt.value_to_button(z[:m])))
+        n += int(m)
+    return {"bytes": len(data), "max_abs_diff": max(diffs), "button_agreement": agree / n}
+
+
 def float_step_check(model: GenieModel, feats: np.ndarray) -> float:
     """Max |logit difference| between the Keras step model (state fed back) and the
     sequence decoder on one sequence: the step export computes the same function."""
@@ -371,12 +425,13 @@ def build(smoke: bool = False, out_path: Path | None = None,
     """Parse (cached), train the autoencoder and the baseline, evaluate, export genie.tflite
     and the reference fixture. Returns the report dict (also written to build/genie/)."""
     cfg = config_from_env(smoke)
-    work = WORK_DIR / ("smoke" if cfg.smoke else "full")
+    work = WORK_DIR / ("smoke" if cfg.smoke else cfg.variant or "full")
     work.mkdir(parents=True, exist_ok=True)
-    # a smoke run never overwrites the committed model and fixture
-    default_out = work / "genie.tflite" if cfg.smoke else MODEL_PATH
+    # a smoke or sweep run never overwrites the committed models and fixture
+    scratch = cfg.smoke or bool(cfg.variant)
+    default_out = work / "genie.tflite" if scratch else MODEL_PATH
     out_path = Path(os.environ.get("GENIE_OUT", out_path or default_out))
-    reference_path = Path(reference_path or (work / "genie_reference.npz" if cfg.smoke
+    reference_path = Path(reference_path or (work / "genie_reference.npz" if scratch
                                              else REFERENCE_PATH))
     t_start = time.monotonic()
     import tensorflow as tf
@@ -391,7 +446,9 @@ def build(smoke: bool = False, out_path: Path | None = None,
     data_stats = genie_data.stats(pieces)
     print("genie data:", json.dumps({k: data_stats[k] for k in ("pieces", "notes")}),
           flush=True)
-    train_sampler = genie_data.WindowSampler(splits["train"], cfg.seq_len, seed=cfg.seed)
+    recipe = genie_data.Recipe(**cfg.recipe)
+    train_sampler = genie_data.WindowSampler(splits["train"], cfg.seq_len, seed=cfg.seed,
+                                             recipe=recipe)
     valid = genie_data.fixed_windows(splits["valid"], cfg.seq_len, seed=11, max_windows=128)
     test = genie_data.fixed_windows(splits["test"], cfg.seq_len, seed=13,
                                     max_windows=cfg.eval_windows)
@@ -400,11 +457,12 @@ def build(smoke: bool = False, out_path: Path | None = None,
                     "windows": {"valid": int(len(valid[0])), "test": int(len(test[0]))}}
 
     # 1. the autoencoder
-    genie = GenieModel(cfg.units, with_encoder=True, seed=cfg.seed)
+    genie = GenieModel(cfg.units, with_encoder=True, seed=cfg.seed, enc_units=cfg.enc_units)
     report["train_genie"] = train(genie, train_sampler, cfg.steps, cfg, "train genie", valid)
     np.savez(work / "genie_weights.npz", **genie.weights_dict())
     # 2. the baseline decoder without buttons (same data stream, fresh sampler)
-    base_sampler = genie_data.WindowSampler(splits["train"], cfg.seq_len, seed=cfg.seed + 1)
+    base_sampler = genie_data.WindowSampler(splits["train"], cfg.seq_len, seed=cfg.seed + 1,
+                                            recipe=recipe)
     base = GenieModel(cfg.units, with_encoder=False, seed=cfg.seed + 1)
     report["train_baseline"] = train(base, base_sampler, cfg.baseline_steps, cfg,
                                      "train no-button baseline", valid)
@@ -440,8 +498,16 @@ def build(smoke: bool = False, out_path: Path | None = None,
     tmp.replace(out_path)
     report["model_path"] = str(out_path)
     report["model_bytes"] = out_path.stat().st_size
-    report["walks"] = walk_contour_violation(out_path, cfg.walks, cfg.walk_len,
-                                             cfg.walk_temperature)
+
+    # 4b. the encoder (copy-me LEDs), checked against the float encoder's golden vectors
+    encoder_path = out_path.with_name(rt.ENCODER_NAME)
+    golden_enc = encoder_golden(genie, *test)
+    report["encoder"] = encoder_export_check(
+        genie, export_encoder(genie, encoder_path, cfg.quantize), encoder_path, golden_enc)
+    from piano_buddy.genie import GenieDecoder
+    from . import genie_walks
+    report["walks"] = genie_walks.measure(GenieDecoder(out_path),
+                                          *((4, 16) if cfg.smoke else ()))
     report["params"] = {"decoder": int(sum(np.prod(w.shape) for k, w in
                                            genie.weights_dict().items()
                                            if k.startswith("dec_"))),
@@ -463,8 +529,9 @@ def build(smoke: bool = False, out_path: Path | None = None,
     recorded["data"] = {k: data_stats[k] for k in ("pieces", "notes")}
     recorded["params"] = report["params"]
     recorded["smoke"] = cfg.smoke
+    recorded["encoder"] = report["encoder"]
     np.savez_compressed(
-        reference_path,
+        reference_path, **golden_enc,
         golden_features=golden_feats.astype(np.float32),
         golden_logits=golden_logits.astype(np.float32),
         test_keys=test[0].astype(np.int8), test_dts=test[1].astype(np.int8),
@@ -501,9 +568,10 @@ def print_summary(report: dict) -> None:
           f"{ex[q]['perplexity']:.2f} ({100 * report['quantized_vs_float_nll']:+.1f}% NLL); "
           f"no-button baseline {b['perplexity']:.2f} (ratio "
           f"{f['perplexity'] / b['perplexity']:.2f}); encoder contour violation "
-          f"{100 * f['contour_violation']:.1f}%; random-walk contour violation "
-          f"{100 * report['walks']['walk_contour_violation']:.1f}%; "
+          f"{100 * f['contour_violation']:.1f}%; "
           f"{report['model_bytes']} bytes; {report['total_seconds']:.0f} s", flush=True)
+    from . import genie_walks
+    genie_walks.print_rows(report["walks"])
 
 
 # --- `make eval`: figures from the committed model --------------------------------------

@@ -277,7 +277,10 @@ def perform(onsets_q: np.ndarray, pitches: np.ndarray, rng: np.random.Generator,
 class Recipe:
     """How training windows are drawn (the variants compared by the walk figures)."""
     transpose: str = "keyboard"      # TRANSPOSE_MODES
-    textures: bool = True            # rewrite windows into keyboard textures
+    # Rewrite windows into keyboard textures (genie_textures). Measured, not taken: in the
+    # sweep (MODEL_CARD.md) textures gave slightly less spread and more repeated keys on
+    # the walks than the scores as written with whole-keyboard transposition.
+    textures: bool = False
     keyboard_weight: float = 3.0     # sampling weight of piano music per note (others 1)
 
     @classmethod

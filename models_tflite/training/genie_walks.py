@@ -124,12 +124,18 @@ def measure(decoder, walks: int = WALKS, presses: int = PRESSES, seed: int = SEE
     decoder.rng = np.random.default_rng(seed)
     buttons, times = walk_buttons(walks, presses, seed=seed)
     out = figures(play(decoder, buttons, times), buttons)
+    greedy = {}
     for name, gap in (("fast", FAST), ("slow", SLOW)):
-        b, t = walk_buttons(walks, presses, gap=gap, seed=seed + 1)
+        b, t = walk_buttons(walks, presses, gap=gap, seed=seed + 1)  # same buttons, both
         k = play(decoder, b, t)
         out[f"{name}_same_key_on_repeat"] = same_key_on_repeat(k, b)
         out[f"{name}_mean_key_button_7"] = float(k[b == 7].mean())
         out[f"{name}_mean_interval"] = float(np.abs(np.diff(k, axis=-1)).mean())
+        greedy[name] = play(decoder, b[:50], t[:50], 0.0)
+    # the same button sequences at the two paces, most likely key: how often they differ
+    diff = np.abs(greedy["fast"][:, 1:] - greedy["slow"][:, 1:])
+    out["fast_slow_keys_differ"] = float(np.mean(diff > 0))
+    out["fast_slow_mean_key_difference"] = float(diff.mean())
     scale = np.array([list(range(8)) + list(range(7, -1, -1))])
     out["scale_walk_t0"] = play(decoder, scale, 0.25 * np.arange(16)[None], 0.0)[0].tolist()
     hammer = play(decoder, np.full((1, 12), 7), 0.3 * np.arange(12)[None], TEMPERATURE)[0]
@@ -177,6 +183,9 @@ def rows(m: dict) -> list[tuple[str, str, str, str, bool | None]]:
          MAGENTA["fast_vs_slow_mean_key_button_7"], "", None),
         ("fast vs slow: mean interval",
          f"{m['fast_mean_interval']:.1f} vs {m['slow_mean_interval']:.1f}", "", "", None),
+        ("same buttons fast vs slow, T=0: keys differing; mean |difference|",
+         f"{pct(m['fast_slow_keys_differ'])}; {m['fast_slow_mean_key_difference']:.1f}",
+         "", "", None),
         ("scale walk 0..7..0, 0.25 s apart, T=0", " ".join(map(str, m["scale_walk_t0"])),
          MAGENTA["scale_walk_t0"], "", None),
         ("hammering button 7 twelve times, T=0.25", " ".join(map(str, m["hammer_button_7"])),

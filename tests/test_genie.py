@@ -40,12 +40,6 @@ def softmax(x):
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def contour_violation(keys, buttons):
-    dk = np.sign(np.diff(np.asarray(keys, np.int64), axis=-1))
-    db = np.sign(np.diff(np.asarray(buttons, np.int64), axis=-1))
-    return float(np.mean(dk * db < 0))
-
-
 @pytest.fixture(scope="module")
 def reference():
     return np.load(REFERENCE)

@@ -134,15 +134,31 @@ def copy_me():
 
 
 def test_copy_me_leds_reproduce_the_ai_melody(copy_me):
-    m = copy_me["encoder"]
+    from models_tflite.training.genie_copyme import LIT
+    m = copy_me[LIT]
     assert m["direction"] >= 0.90, m
     assert m["near"] >= 0.60, m
 
 
 def test_copy_me_lights_every_button(copy_me):
-    assert copy_me["encoder"]["buttons_used"] == 8, copy_me["encoder"]["button_counts"]
+    from models_tflite.training.genie_copyme import LIT
+    assert copy_me[LIT]["buttons_used"] == 8, copy_me[LIT]["button_counts"]
 
 
 def test_copy_me_beats_the_fixed_eighths(copy_me):
-    assert copy_me["encoder"]["near"] > copy_me["fixed eighths"]["near"]
-    assert copy_me["encoder"]["direction"] > copy_me["fixed eighths"]["direction"]
+    for way in ("encoder", "encoder + decoder check"):
+        assert copy_me[way]["near"] > copy_me["fixed eighths"]["near"]
+        assert copy_me[way]["direction"] > copy_me["fixed eighths"]["direction"]
+
+
+def test_the_check_keeps_the_planning_decoder_apart(encoder):
+    """The check uses up its own decoder's state, never the one the player presses."""
+    melody = [(60 + (i * 5) % 12, 0.2 * i) for i in range(12)]
+    planner, live = GenieDecoder(DECODER), GenieDecoder(DECODER)
+    live.press(3, 0.0, 0.0)
+    before = live.snapshot()
+    buttons = encoder.buttons_for(melody, check=planner)
+    assert len(buttons) == 12 and all(0 <= b < 8 for b in buttons)
+    after = live.snapshot()
+    assert np.array_equal(before[0], after[0]) and before[1:] == after[1:]
+    assert buttons == encoder.buttons_for(melody, check=planner)  # reset each time

@@ -11,8 +11,11 @@ onsets through the committed Genie decoder (reset, T=0.25, all 88 keys) and comp
 * near: the share of notes the decoder plays within 2 semitones of the AI's note;
 * buttons used: which of the 8 buttons light across all replies.
 
-Two ways to light: ``encoder`` (the Genie encoder, ``GenieEncoder.buttons_for``) and
-``fixed eighths`` (``encoding.button_for_pitch``, the first firmware's way), side by side.
+Three ways to light, side by side: ``encoder`` (the Genie encoder alone,
+``GenieEncoder.buttons_for(notes)``), ``encoder + decoder check`` (the encoder's buttons
+checked note by note through a second decoder, ``buttons_for(notes, check=decoder)``: what
+the box lights) and ``fixed eighths`` (``encoding.button_for_pitch``, the first firmware's
+way). The issue's bars are judged on what the box lights.
 Pure numpy plus the firmware.
 
     .venv/bin/python -m models_tflite.training.genie_copyme
@@ -84,8 +87,16 @@ def measure(decoder, light: Callable[[Notes], Sequence[int]], replies: Sequence[
             "steps": steps, "notes": notes_n, "replies": len(replies)}
 
 
-def both(decoder, encoder, replies: Sequence[Notes]) -> dict[str, dict]:
-    return {"encoder": measure(decoder, encoder.buttons_for, replies),
+LIT = "encoder + decoder check"  # what the box lights, judged against the issue's bars
+
+
+def both(decoder, encoder, replies: Sequence[Notes], planner=None) -> dict[str, dict]:
+    """The three ways to light on the same replies. ``planner``: the decoder used for the
+    check (a second instance of the same model; default: a new one from decoder.path)."""
+    from piano_buddy.genie import GenieDecoder
+    planner = planner or GenieDecoder(decoder.path)
+    return {LIT: measure(decoder, lambda n: encoder.buttons_for(n, check=planner), replies),
+            "encoder": measure(decoder, encoder.buttons_for, replies),
             "fixed eighths": measure(decoder, fixed_eighths, replies)}
 
 
@@ -93,7 +104,7 @@ def rows(results: dict[str, dict]) -> list[tuple[str, str, str, bool | None]]:
     """(figure, value, target, ok) lines for `make eval` and the card."""
     out = []
     for name, m in results.items():
-        judged = name == "encoder"
+        judged = name == LIT
         out += [
             (f"copy-me ({name}): direction of the AI's steps kept",
              f"{100 * m['direction']:.1f}%", ">= 90%" if judged else "",
@@ -112,7 +123,7 @@ def main(argv=None) -> int:
     from piano_buddy.genie import GenieDecoder, GenieEncoder
     replies = sample_replies()
     res = both(GenieDecoder(), GenieEncoder(), replies)
-    n = res["encoder"]
+    n = res[LIT]
     print(f"{n['replies']} replies, {n['notes']} notes, {n['steps']} melodic steps")
     for name, value, target, ok in rows(res):
         print(f"{name:<56} {value:<28} {target:<8} {'' if ok is None else ok}")

@@ -54,8 +54,8 @@ NUM_LEVELS = 8
 
 @dataclass
 class Config:
-    steps: int = 3000
-    baseline_steps: int = 2000
+    steps: int = 1500
+    baseline_steps: int = 1000
     batch: int = 32
     seq_len: int = 128
     units: int = 128

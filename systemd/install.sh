@@ -141,7 +141,7 @@ install_files() {
         install -m 0644 "$f" "$ROOT$MODELS/"
         n=$((n + 1))
     done
-    for f in genie.tflite melody.tflite; do
+    for f in genie.tflite genie_encoder.tflite melody.tflite; do
         [ -e "$ROOT$MODELS/$f" ] || say "warning: $MODELS/$f is missing (run 'make models' first?)"
     done
     say "models: $n files in $MODELS"

@@ -116,3 +116,27 @@ def test_a_signal_mid_reply_silences_everything_and_exits_0(jack_server, signum)
     assert "SOUNDING []" in out
     assert "SILENT True" in out, out
     assert took < 5.0   # the 1 s target is measured by `make bench`; this only catches hangs
+
+
+def test_every_press_of_a_two_button_mash_sounds_in_the_running_box():
+    """The live box (its threads, mock pins): the second button of each mash always adds a
+    sounding note, even when the decoder's choice is already held by the first."""
+    from piano_buddy.synth import PLAYER
+    factory = mock_factory()
+    box = Box(quiet_config(), pin_factory=factory, seed=9)
+    rng = np.random.default_rng(4)
+    try:
+        box.start()
+        pins = [factory.pin(p) for p in box.cfg.panel.buttons]
+        player = lambda: {p for p, tag in box.synth.sounding() if tag == PLAYER}  # noqa: E731
+        for _ in range(30):
+            a, b = (int(x) for x in rng.choice(8, size=2, replace=False))
+            pins[a].drive_low()
+            assert wait_for(lambda: len(player()) == 1, 5.0)
+            pins[b].drive_low()
+            assert wait_for(lambda: len(player()) == 2, 5.0), "the second press was silent"
+            pins[a].drive_high()
+            pins[b].drive_high()
+            assert wait_for(lambda: not player(), 5.0)
+    finally:
+        box.close()

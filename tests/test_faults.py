@@ -137,7 +137,7 @@ def test_a_hung_audio_thread_stops_the_watchdog_pings(jack_server, tmp_path):
 def test_a_broken_model_file_stops_with_a_clear_message_and_exit_3(tmp_path, damage, words):
     models = tmp_path / "models"
     models.mkdir()
-    for name in ("genie.tflite", "melody.tflite"):
+    for name in ("genie.tflite", "genie_encoder.tflite", "melody.tflite"):
         (models / name).write_bytes((MODELS / name).read_bytes())
     genie = models / "genie.tflite"
     if damage == "truncate":

@@ -40,12 +40,6 @@ def softmax(x):
     return e / e.sum(axis=-1, keepdims=True)
 
 
-def contour_violation(keys, buttons):
-    dk = np.sign(np.diff(np.asarray(keys, np.int64), axis=-1))
-    db = np.sign(np.diff(np.asarray(buttons, np.int64), axis=-1))
-    return float(np.mean(dk * db < 0))
-
-
 @pytest.fixture(scope="module")
 def reference():
     return np.load(REFERENCE)
@@ -89,34 +83,65 @@ def test_golden_features_follow_the_runtime_layout(reference):
     assert feats[0, 1] == 1.0  # the first press has no previous key
 
 
-def random_walk_keys(dec, seed, n=32, length=64, temperature=0.25):
-    rng = np.random.default_rng(seed)
-    buttons = np.zeros((n, length), np.int64)
-    keys = np.zeros((n, length), np.int64)
-    for i in range(n):
-        dec.reset()
-        b, t = int(rng.integers(0, 8)), 0.0
-        for s in range(length):
-            if s:
-                b = int(np.clip(b + rng.integers(-2, 3), 0, 7))
-                t += float(rng.uniform(0.08, 0.6))
-            buttons[i, s] = b
-            keys[i, s] = dec.press(b, t, temperature)
-    return buttons, keys
+@pytest.fixture(scope="module")
+def walks():
+    """The walk figures of shared/notes/genie-behaviour.md on the committed decoder (fixed
+    seed): the harness `make eval` prints, with its own 200 walks of 64 presses."""
+    from models_tflite.training import genie_walks
+    return genie_walks.measure(GenieDecoder(MODEL))
 
 
-def test_random_button_walks_keep_the_contour():
-    dec = GenieDecoder(MODEL, rng=np.random.default_rng(1))
-    buttons, keys = random_walk_keys(dec, seed=3)
-    assert contour_violation(keys, buttons) <= 0.10
+def test_walks_reach_the_whole_keyboard(walks):
+    assert walks["distinct_keys"] >= 75
 
 
-def test_higher_button_plays_higher_on_average():
-    dec = GenieDecoder(MODEL, rng=np.random.default_rng(2))
-    buttons, keys = random_walk_keys(dec, seed=4)
-    means = [keys[buttons == b].mean() for b in range(8) if (buttons == b).any()]
-    assert means[-1] - means[0] >= 12  # the top button is over an octave above the bottom
-    assert np.corrcoef(buttons.ravel(), keys.ravel())[0, 1] > 0.5
+def test_walks_mean_key_rises_with_the_button(walks):
+    assert walks["mean_key_monotonic"], walks["mean_key_by_button"]
+    assert walks["mean_key_span"] >= 24  # two octaves at least (the first build: 22)
+
+
+# Issue 10 targets the committed decoder does NOT meet yet (measured: span 31.9 semitones,
+# same key on 62% of repeated presses, fast and slow playing alike). Strict: when a
+# retrained model meets one, its test fails here until the mark is removed.
+@pytest.mark.xfail(strict=True, reason="issue 10: span 31.9 < 36 semitones (MODEL_CARD.md)")
+def test_walks_mean_key_spans_three_octaves(walks):
+    assert walks["mean_key_span"] >= 36
+
+
+def test_walks_a_button_is_not_a_fixed_band(walks):
+    assert walks["spread_std"] >= 8
+
+
+@pytest.mark.xfail(strict=True, reason="issue 10: same key on 62% of repeats, target 5-25%")
+def test_walks_a_repeated_press_moves_on(walks):
+    assert 0.05 <= walks["same_key_on_repeat"] <= 0.25
+
+
+def test_walks_keep_the_contour(walks):
+    assert walks["contour_violation"] <= 0.03
+
+
+def test_walks_timing_changes_the_keys(walks):
+    """The same buttons at 0.05-0.1 s and 0.5-1 s apart give other keys (T=0)."""
+    assert walks["fast_slow_keys_differ"] >= 0.3
+
+
+@pytest.mark.xfail(strict=True, reason="issue 10: fast and slow differ by 1.4 semitones on "
+                   "average and repeat alike (62% vs 62%); Magenta: 5% vs 22%")
+def test_walks_fast_playing_runs_slow_playing_repeats(walks):
+    assert walks["slow_same_key_on_repeat"] - walks["fast_same_key_on_repeat"] >= 0.05
+
+
+def test_walk_harness_counts_what_it_says():
+    """The figures on hand-made keys, so the harness itself cannot drift."""
+    from models_tflite.training import genie_walks as gw
+    buttons = np.array([[0, 1, 1, 2, 2, 1]])
+    keys = np.array([[40, 45, 45, 44, 50, 52]])
+    f = gw.figures(keys, buttons)
+    assert f["distinct_keys"] == 5
+    assert f["contour_violation"] == pytest.approx(2 / 3)  # 1->2 went down, 2->1 went up
+    assert f["same_key_on_repeat"] == pytest.approx(1 / 2)  # 45->45 same, 44->50 not
+    assert f["mean_key_by_button"][:3] == [40.0, pytest.approx(142 / 3), 47.0]
 
 
 def test_allowed_keys_are_respected():
@@ -129,6 +154,45 @@ def test_allowed_keys_are_respected():
     for i in range(100):
         assert dec.press((i * 3) % 8, 50 + i * 0.15, temperature=1.0, allowed=odd) in odd
         assert dec.press(7, 80 + i * 0.15, temperature=0.0, allowed=odd) in odd
+
+
+def test_excluded_pitches_are_never_chosen():
+    """No silent press: a pitch already sounding is taken out of that press's keys. Two
+    decoders walk the same prefix (T=0, same state); at the last press one of them has the
+    key the other picks held, and must pick another."""
+    a, b = GenieDecoder(MODEL), GenieDecoder(MODEL)
+    rng = np.random.default_rng(8)
+    for trial in range(60):
+        a.reset()
+        b.reset()
+        prefix = [(int(x), 0.25 * i) for i, x in enumerate(rng.integers(0, 8, trial % 6))]
+        for x, t in prefix:
+            assert a.press(x, t, 0.0) == b.press(x, t, 0.0)
+        button, t = int(rng.integers(0, 8)), 0.25 * len(prefix) + float(rng.uniform(0, 0.2))
+        free = a.press(button, t, 0.0)
+        held = {free, free - 12}
+        got = b.press(button, t, 0.0, exclude=held)
+        assert got not in held and enc.PIANO_LOWEST <= got <= enc.PIANO_HIGHEST
+    dec = GenieDecoder(MODEL, rng=np.random.default_rng(3))
+    for i in range(300):  # sampling, too
+        held = {60 + i % 12, 48 + i % 7}
+        assert dec.press(i % 8, 100 + i * 0.1, temperature=1.0, exclude=held) not in held
+
+
+def test_exclude_with_allowed_keys_and_the_re_strike_fallback():
+    dec = GenieDecoder(MODEL, rng=np.random.default_rng(9))
+    for i in range(100):
+        got = dec.press(i % 8, i * 0.2, 1.0, allowed=[60, 62, 64], exclude=[60, 64])
+        assert got == 62
+    # everything allowed is held: the press re-strikes one of them rather than stay silent
+    for i in range(50):
+        assert dec.press(i % 8, 50 + i * 0.2, 1.0, allowed=[60, 62], exclude=(60, 62)) in (60, 62)
+    # off-keyboard or empty exclusions change nothing
+    a = GenieDecoder(MODEL, rng=np.random.default_rng(1))
+    b = GenieDecoder(MODEL, rng=np.random.default_rng(1))
+    seq = [(i % 8, i * 0.3) for i in range(30)]
+    assert ([a.press(x, t, 0.5, exclude=[5, 200]) for x, t in seq]
+            == [b.press(x, t, 0.5, exclude=()) for x, t in seq])
 
 
 def test_empty_or_off_keyboard_allowed_means_all_keys():

@@ -23,17 +23,24 @@ def models_folder(cfg: Config) -> Path:
 
 @dataclass
 class Models:
-    genie: object          # GenieDecoder
-    melody: object         # MelodyModel
+    genie: object          # GenieDecoder: the buttons' keys
+    melody: object         # MelodyModel: the AI's replies
+    encoder: object        # GenieEncoder: which buttons would play a reply (copy-me LEDs)
+    planner: object        # a second GenieDecoder the encoder's buttons are checked through
     folder: Path
     backend: str           # the TFLite interpreter package that loaded them
+
+    def copy_me(self, notes) -> list[int]:
+        """The button to light for each note of a planned reply (conductor's ``copy_me``)."""
+        return self.encoder.buttons_for([(n.pitch, n.start) for n in notes],
+                                        check=self.planner)
 
 
 def load_models(cfg: Config, rng: np.random.Generator | None = None,
                 prefer: str | None = None) -> Models:
     """Both models from the configured folder; :class:`~piano_buddy.errors.ModelError`
     names the file and what is wrong with it."""
-    from .genie import GenieDecoder
+    from .genie import GenieDecoder, GenieEncoder
     from .melody import MelodyModel
     from .tflite import interpreter_class
 
@@ -42,7 +49,9 @@ def load_models(cfg: Config, rng: np.random.Generator | None = None,
     threads = cfg.models.threads
     genie = GenieDecoder(folder / "genie.tflite", rng=rng, prefer=prefer, num_threads=threads)
     melody = MelodyModel(folder / "melody.tflite", rng=rng, prefer=prefer, num_threads=threads)
-    return Models(genie, melody, folder, interpreter_class(prefer)[0])
+    encoder = GenieEncoder(folder / "genie_encoder.tflite", prefer=prefer)
+    planner = GenieDecoder(folder / "genie.tflite", prefer=prefer)
+    return Models(genie, melody, encoder, planner, folder, interpreter_class(prefer)[0])
 
 
 def build_synth(cfg: Config, *, channels: int = 2, block_frames: int | None = None):
@@ -92,4 +101,4 @@ def build_conductor(cfg: Config, synth, models: Models, panel, *, outputs=None,
                     clock: Callable[[], float]):
     from .conductor import Conductor
     return Conductor(cfg, synth, models.genie, models.melody, panel, outputs=outputs,
-                     clock=clock, sample_rate=cfg.audio.sample_rate)
+                     copy_me=models.copy_me, clock=clock, sample_rate=cfg.audio.sample_rate)

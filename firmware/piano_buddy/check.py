@@ -41,7 +41,7 @@ def _pin_map_lines(cfg) -> list[str]:
 
 def run_check(config_path: Path | None, out=print) -> int:
     """Check everything ``run`` would load; return the exit code ``run`` would give."""
-    from . import config, paths
+    from . import config
 
     shown = config_path or (config.DEFAULT_PATH if config.DEFAULT_PATH.exists() else None)
     try:
@@ -57,20 +57,25 @@ def run_check(config_path: Path | None, out=print) -> int:
     for line in rest:
         out(f"     {line}")
 
-    from .genie import GenieDecoder
+    from .assembly import models_folder
+    from .genie import GenieDecoder, GenieEncoder
     from .melody import MelodyModel
     from .phrase import StepNote
     from .tflite import interpreter_class
 
-    models = Path(cfg.models.directory) if cfg.models.directory else paths.models_dir()
+    models = models_folder(cfg)
     failed = False
-    for name, load in (("genie.tflite", GenieDecoder), ("melody.tflite", MelodyModel)):
+    for name, load in (("genie.tflite", GenieDecoder), ("genie_encoder.tflite", GenieEncoder),
+                       ("melody.tflite", MelodyModel)):
         path = models / name
         t0 = time.perf_counter()
         try:
             model = load(path)
             if isinstance(model, GenieDecoder):
                 detail = f"buttons 1-8 -> keys {[model.press(b, 0.2 * b, 0.0) for b in range(8)]}"
+            elif isinstance(model, GenieEncoder):
+                scale = [(60 + k, 0.25 * i) for i, k in enumerate((0, 2, 4, 5, 7, 9, 11, 12))]
+                detail = f"a C major scale lights buttons {model.buttons_for(scale)}"
             else:
                 reply = model.continue_phrase([StepNote(60, 0, 2), StepNote(64, 2, 4)], 16)
                 detail = f"a 2-note primer got {len(reply)} notes back"

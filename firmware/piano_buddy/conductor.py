@@ -63,12 +63,16 @@ class SynthLike(Protocol):
 class Conductor:
     """The turn-taking state machine and its thread.
 
-    ``genie`` needs ``press(button, time, temperature, allowed) -> pitch`` and ``reset()``;
+    ``genie`` needs ``press(button, time, temperature, allowed, exclude) -> pitch`` and
+    ``reset()``;
     ``melody`` needs ``continue_phrase(primer, steps, temperature, primer_steps)``; ``panel``
     needs ``button_led(i, on)``, ``turn(mode)``, ``set_error(on)`` and (for the lost-edge
     check) ``is_pressed(i)``. ``outputs`` receives every note besides the synth's (``midi_out``
     and ``recorder`` are shorthands that build it). ``copy_me(notes) -> buttons`` chooses the
-    LED that shows each note of a reply (default: the button whose band holds its pitch).
+    LED that shows each note of a reply: the box passes the Genie encoder's buttons, checked
+    through a planning decoder (``assembly.Models.copy_me``); without it, the button whose
+    eighth of the key range holds the pitch. After each reply the decoder starts afresh, as
+    the plan assumed, so pressing the lit buttons plays the reply's shape.
     """
 
     def __init__(self, cfg: Config, synth: SynthLike, genie, melody, panel, *,
@@ -230,8 +234,9 @@ class Conductor:
     # --- player's notes ------------------------------------------------------------------
     def _decode(self, button: int, t: float) -> int:
         try:
+            # keys already sounding are left out, so every press makes a new sound
             return int(self.genie.press(button, t, self.cfg.turns.genie_temperature,
-                                        self.allowed))
+                                        self.allowed, exclude=self.held.pitches))
         except Exception as exc:
             self.errors.record("the Genie decoder (fallback scale for this press)", exc)
             return FALLBACK_KEYS[button]
@@ -277,12 +282,12 @@ class Conductor:
         frame0 = self.synth.frame
         velocity = self.cfg.panel.velocity
         notes = sorted(unquantize(steps, plan.qpm, origin=start, velocity=velocity))
-        buttons = self._copy_me_buttons(notes)
         sr = self.sample_rate
         for n in notes:
             self.synth.note_on(n.pitch, velocity, AI_TAG,
                                at_frame=frame0 + round((n.start - start) * sr), stamp=now)
             self.synth.note_off(n.pitch, AI_TAG, at_frame=frame0 + round((n.end - start) * sr))
+        buttons = self._copy_me_buttons(notes)   # after the schedule: never delays the sound
         self.reply = ReplyTimeline(notes, buttons, self.outputs, self.panel.button_led,
                                    velocity)
         self.turn = Turn.AI
@@ -309,6 +314,10 @@ class Conductor:
         reply, self.reply = self.reply, None
         if reply is not None:
             reply.finish(now)
+            try:        # the lit buttons were planned from a fresh decoder: copy from one
+                self.genie.reset()
+            except Exception as exc:
+                self.errors.record("Genie reset", exc)
         self.turn = Turn.PLAYER
         self._last_activity = now
         self.panel.turn("player")

@@ -8,7 +8,10 @@ Melody (from models_tflite/melody.tflite, the parsed test split and the fixture)
     each test melody), key estimated from the primer with the Krumhansl-Kessler profiles;
   * the same share for the real continuations (how "in key" the data itself is);
   * empty replies.
-Genie: the rows of :func:`models_tflite.training.genie_train.evaluate`.
+Genie: the rows of :func:`models_tflite.training.genie_train.evaluate`: test-split
+perplexities and contour, the random button walks of shared/notes/genie-behaviour.md with
+Magenta's figures beside ours (``genie_walks``), and the copy-me LEDs on 200 sampled AI
+replies (``genie_copyme``).
 
 The key functions here are pure numpy, so the firmware tests use them without music21.
 """
@@ -165,13 +168,22 @@ def genie_rows() -> list[dict]:
 
 
 def print_rows(rows: list[dict]) -> None:
-    print(f"{'model':<7} {'metric':<58} {'value':>10} {'target':<34} {'ok':<4} source")
+    """The metric table; rows with Magenta's figure (the Genie walks) show it beside ours,
+    and values too long for the column (key lists) get lines of their own."""
+    print(f"{'model':<7} {'metric':<64} {'value':>12} {'Magenta':<14} {'target':<34} "
+          f"{'ok':<4} source")
     for r in rows:
         v = r["value"]
         val = f"{v:.4f}" if isinstance(v, float) and abs(v) < 1000 else f"{v}"
+        mag = r.get("magenta", "")
         ok = {None: "", True: "yes", False: "NO"}[r["ok"]]
-        print(f"{r['model']:<7} {r['metric']:<58} {val:>10} {r['target']:<34} {ok:<4} "
-              f"{r['source']}")
+        if len(val) > 12 or len(mag) > 14:
+            print(f"{r['model']:<7} {r['metric']:<64} {'':>12} {'':<14} {r['target']:<34} "
+                  f"{ok:<4} {r['source']}\n{'':<8}ours:    {val}"
+                  + (f"\n{'':<8}Magenta: {mag}" if mag else ""))
+        else:
+            print(f"{r['model']:<7} {r['metric']:<64} {val:>12} {mag:<14} {r['target']:<34} "
+                  f"{ok:<4} {r['source']}")
 
 
 def main(argv=None) -> int:

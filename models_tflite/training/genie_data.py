@@ -17,6 +17,7 @@ window. The parse runs on every core and is cached under ``build/``.
 from __future__ import annotations
 
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,32 +27,56 @@ import numpy as np
 
 from piano_buddy import encoding as enc
 
-from . import common
+from . import common, genie_textures
 
-CACHE_VERSION = "2"  # the cache holds plain tuples (a dataclass pickled from __main__ breaks)
-# Corpus folders (music21's composer directories) we take, in order. Roman-numeral analyses
+CACHE_VERSION = "3"  # v3: licence filter, piece kind recorded
+# Corpus folders (music21's composer directories) we take, in order, with the kind of music
+# each holds (the window sampler weights and textures by kind). Roman-numeral analyses
 # (.rntxt) carry no notes worth playing and are skipped.
-COLLECTIONS = (
+COLLECTIONS = {
     # piano and keyboard music
-    "joplin", "chopin", "mozart", "beethoven", "haydn", "schoenberg", "schumann_clara",
-    "schumann_robert", "cpebach", "beach", "handel", "weber", "schubert", "webern",
-    "liliuokalani", "johnson_j_r", "corelli", "verdi",
-    # chorales (all four voices) and polyphony
-    "bach", "palestrina", "monteverdi", "trecento", "luca", "ciconia", "josquin", "lusitano",
+    "joplin": "keyboard", "chopin": "keyboard", "schumann_clara": "keyboard",
+    "schumann_robert": "keyboard", "cpebach": "keyboard", "beach": "keyboard",
+    "handel": "keyboard", "schubert": "keyboard", "webern": "keyboard",
+    "liliuokalani": "keyboard", "johnson_j_r": "keyboard", "schoenberg": "keyboard",
+    "weber": "keyboard",
+    # string quartets and other ensembles
+    "mozart": "ensemble", "beethoven": "ensemble", "haydn": "ensemble", "corelli": "ensemble",
+    "verdi": "ensemble",
+    # chorales (all four voices) and vocal polyphony
+    "bach": "vocal", "monteverdi": "vocal", "trecento": "vocal", "luca": "vocal",
+    "ciconia": "vocal", "josquin": "vocal", "lusitano": "vocal",
+}
+# Folders whose encodings forbid commercial use as a whole: added only by the
+# non-commercial build flag (GENIE_NONCOMMERCIAL=1). Palestrina: "Copyright 2000, John
+# Miller ... Rights to all derivative electronic formats reserved" in every file.
+NONCOMMERCIAL_COLLECTIONS = {"palestrina": "vocal"}
+# File-level licence notes that keep a file out of the commercial build (checked in the
+# file's own text, see licence_note): CCARH's "derivative electronic formats reserved", a
+# publisher's copyright, or a copyright line with no holder or terms.
+RESTRICTED_NOTES = (
+    ("rights reserved", re.compile(rb"rights[^\n<]{0,40}reserved|all rights reserved", re.I)),
+    ("CCARH copyright", re.compile(rb"Center for Computer Assisted Research|CCARH", re.I)),
+    ("publisher copyright", re.compile(rb"EDIZIONI", re.I)),
+    ("copyright without terms", re.compile(rb"<rights>\s*(Copyright\s*)?\xc2\xa9\s*</rights>",
+                                           re.I)),
 )
 SKIP_SUFFIXES = (".rntxt", ".txt", ".py", ".json", ".pyc")
 # Pieces longer than this many notes are cut (a few Trecento/Beethoven files are huge and
 # would dominate sampling; cutting them also bounds the parse time).
 MAX_NOTES_PER_PIECE = 20000
-# Sampling weight per note, by collection: Palestrina's 1318 masses and motets hold 60% of the
-# notes; halving their weight leaves more room for keyboard textures (piano, quartets).
-COLLECTION_WEIGHT = {"palestrina": 0.5}
+
+
+def noncommercial() -> bool:
+    """The build flag for non-commercial installations (adds the restricted encodings)."""
+    return os.environ.get("GENIE_NONCOMMERCIAL", "") not in ("", "0")
 
 
 @dataclass
 class Piece:
     piece_id: str      # path inside the corpus, e.g. "bach/bwv66.6.mxl"
     collection: str
+    kind: str          # "keyboard", "ensemble" or "vocal" (COLLECTIONS)
     split: str
     onsets: np.ndarray   # float32, quarter notes, non-decreasing
     pitches: np.ndarray  # int16 MIDI pitches
@@ -62,11 +87,43 @@ def corpus_root() -> Path:
     return Path(music21.__file__).resolve().parent / "corpus"
 
 
-def corpus_files(collections=COLLECTIONS) -> list[str]:
-    """Relative paths of every score we parse, sorted for a stable order."""
+def collections(noncommercial_build: bool | None = None) -> dict[str, str]:
+    """Folder -> kind of every corpus folder the build takes."""
+    nc = noncommercial() if noncommercial_build is None else noncommercial_build
+    return {**COLLECTIONS, **(NONCOMMERCIAL_COLLECTIONS if nc else {})}
+
+
+def licence_note(path: Path) -> str | None:
+    """The restriction named in a score file's own text (None: nothing restrictive found).
+
+    Compressed MusicXML (.mxl) is a zip: its members are read. Only the first 200 kB are
+    searched (the header, where encoders put their notes).
+    """
+    import zipfile
+    try:
+        if path.suffix == ".mxl":
+            with zipfile.ZipFile(path) as z:
+                data = b"".join(z.read(n)[:200_000] for n in z.namelist()
+                                if not n.startswith("META-INF"))
+        else:
+            data = path.read_bytes()[:200_000]
+    except (OSError, zipfile.BadZipFile):
+        return "unreadable"
+    for name, pattern in RESTRICTED_NOTES:
+        if pattern.search(data):
+            return name
+    return None
+
+
+def corpus_files(colls: dict[str, str] | None = None,
+                 noncommercial_build: bool | None = None) -> tuple[list[str], dict[str, str]]:
+    """(relative paths of every score we parse, {path: licence note} of the files left out),
+    sorted for a stable order. The non-commercial build keeps the noted files too."""
+    nc = noncommercial() if noncommercial_build is None else noncommercial_build
+    colls = collections(nc) if colls is None else colls
     root = corpus_root()
-    out = []
-    for coll in collections:
+    out, excluded = [], {}
+    for coll in colls:
         base = root / coll
         if not base.is_dir():
             continue
@@ -74,8 +131,14 @@ def corpus_files(collections=COLLECTIONS) -> list[str]:
             for f in files:
                 if f.startswith(".") or f.endswith(SKIP_SUFFIXES) or f == "__init__.py":
                     continue
-                out.append(str((Path(dirpath) / f).relative_to(root)))
-    return sorted(out)
+                path = Path(dirpath) / f
+                rel = str(path.relative_to(root))
+                note = licence_note(path)
+                if note is not None and not nc:
+                    excluded[rel] = note
+                    continue
+                out.append(rel)
+    return sorted(out), dict(sorted(excluded.items()))
 
 
 def parse_piece(rel: str) -> Piece | None:
@@ -108,7 +171,8 @@ def parse_piece(rel: str) -> Piece | None:
     events.sort()
     arr = np.array(events, dtype=np.float64)
     pitches = fold_into_piano(arr[:, 1].astype(np.int16))
-    return Piece(rel, rel.split("/", 1)[0], common.split_of(rel),
+    coll = rel.split("/", 1)[0]
+    return Piece(rel, coll, collections(True).get(coll, "vocal"), common.split_of(rel),
                  arr[:, 0].astype(np.float32), pitches)
 
 
@@ -122,18 +186,19 @@ def fold_into_piano(pitches: np.ndarray) -> np.ndarray:
     return p
 
 
-def load_pieces(collections=COLLECTIONS, limit: int | None = None) -> list[Piece]:
-    """All parsed pieces (cached). ``limit`` parses only the first few files of each
-    collection (smoke runs); those results are cached under another name."""
-    files = corpus_files(collections)
+def load_pieces(limit: int | None = None) -> list[Piece]:
+    """All parsed pieces of this build (cached). ``limit`` parses only the first few files
+    of each collection (smoke runs); those results are cached under another name."""
+    files, _ = corpus_files()
+    tag = "-noncommercial" if noncommercial() else ""
     if limit is not None:
         by_coll: dict[str, list[str]] = {}
         for f in files:
             by_coll.setdefault(f.split("/", 1)[0], []).append(f)
         files = [f for fs in by_coll.values() for f in fs[:limit]]
-        name = f"genie-pieces-limit{limit}-{len(files)}"
+        name = f"genie-pieces{tag}-limit{limit}-{len(files)}"
     else:
-        name = "genie-pieces"
+        name = f"genie-pieces{tag}"
 
     def build():
         t0 = time.monotonic()
@@ -141,7 +206,8 @@ def load_pieces(collections=COLLECTIONS, limit: int | None = None) -> list[Piece
         pieces = [p for p in parsed if p is not None]
         print(f"parsed {len(pieces)}/{len(files)} scores in {time.monotonic() - t0:.0f} s",
               flush=True)
-        return [(p.piece_id, p.collection, p.split, p.onsets, p.pitches) for p in pieces]
+        return [(p.piece_id, p.collection, p.kind, p.split, p.onsets, p.pitches)
+                for p in pieces]
 
     return [Piece(*row) for row in common.cached(name, build, CACHE_VERSION)]
 
@@ -162,13 +228,32 @@ class Window:
     seconds: np.ndarray  # float32 [T] onset times (for inspection)
 
 
+TRANSPOSE_MODES = ("keyboard", "narrow", "none")
+
+
+def transposition(pitches: np.ndarray, mode: str, rng: np.random.Generator) -> int:
+    """Semitones to move one window by.
+
+    ``keyboard``: anywhere the window fits on the 88 keys, uniformly (octave shifts
+    included), so that a button cannot stand for an absolute height and the decoder must
+    read the previous key; ``narrow``: -6..+6 (the first recipe); ``none``: 0.
+    """
+    if mode == "none":
+        return 0
+    if mode == "narrow":
+        return int(rng.integers(-6, 7))
+    lo, hi = int(pitches.min()), int(pitches.max())
+    first, last = enc.PIANO_LOWEST - lo, enc.PIANO_HIGHEST - hi
+    return int(rng.integers(first, last + 1)) if first <= last else 0
+
+
 def perform(onsets_q: np.ndarray, pitches: np.ndarray, rng: np.random.Generator,
-            transpose: bool = True) -> Window:
+            transpose: str = "keyboard") -> Window:
     """Turn score onsets into one plausible performance of them.
 
     A quarter lasts 0.25-0.9 s, the tempo drifts by up to +-25% across the window, onsets
     jitter by ~12 ms (chord notes get their own small spread, so their order shuffles, as
-    when a hand rolls a chord), and the whole window is transposed by -6..+6 semitones.
+    when a hand rolls a chord), and the window is transposed (:func:`transposition`).
     """
     n = len(onsets_q)
     q = onsets_q.astype(np.float64) - float(onsets_q[0])
@@ -181,25 +266,47 @@ def perform(onsets_q: np.ndarray, pitches: np.ndarray, rng: np.random.Generator,
     t = t + rng.normal(0.0, 0.012, size=n)
     order = np.argsort(t, kind="stable")
     t = np.sort(t)
-    p = pitches[order].astype(np.int32)
-    if transpose:
-        p = p + int(rng.integers(-6, 7))
-    p = fold_into_piano(p).astype(np.int32)
+    p = fold_into_piano(pitches[order].astype(np.int32)).astype(np.int32)
+    p = fold_into_piano(p + transposition(p, transpose, rng)).astype(np.int32)
     dt = np.diff(t, prepend=t[0])
     bins = np.minimum(enc.DT_MAX_BIN, np.round(np.maximum(dt, 0.0) * enc.DT_BINS_PER_SECOND))
     return Window(p - enc.PIANO_LOWEST, bins.astype(np.int32), t.astype(np.float32))
 
 
-class WindowSampler:
-    """Random fixed-length windows from a list of pieces, each piece weighted by its length."""
+@dataclass(frozen=True)
+class Recipe:
+    """How training windows are drawn (the variants compared by the walk figures)."""
+    transpose: str = "keyboard"      # TRANSPOSE_MODES
+    # Rewrite windows into keyboard textures (genie_textures). Measured, not taken: in the
+    # sweep (MODEL_CARD.md) textures gave slightly less spread and more repeated keys on
+    # the walks than the scores as written with whole-keyboard transposition.
+    textures: bool = False
+    keyboard_weight: float = 3.0     # sampling weight of piano music per note (others 1)
 
-    def __init__(self, pieces: list[Piece], length: int, seed: int = 0):
+    @classmethod
+    def from_env(cls) -> "Recipe":
+        d = cls()
+        return cls(transpose=os.environ.get("GENIE_TRANSPOSE", d.transpose),
+                   textures=os.environ.get("GENIE_TEXTURES", "1" if d.textures else "0")
+                   not in ("", "0"),
+                   keyboard_weight=float(os.environ.get("GENIE_KEYBOARD_WEIGHT",
+                                                        d.keyboard_weight)))
+
+
+class WindowSampler:
+    """Random fixed-length windows from a list of pieces, each piece weighted by its length
+    (and its kind, :class:`Recipe`), each window in a texture drawn for it."""
+
+    def __init__(self, pieces: list[Piece], length: int, seed: int = 0,
+                 recipe: Recipe | None = None):
         self.pieces = [p for p in pieces if len(p.pitches) >= 2]
         if not self.pieces:
             raise ValueError("no pieces to sample windows from")
         self.length = length
+        self.recipe = recipe or Recipe()
+        kw = self.recipe.keyboard_weight
         sizes = np.array([max(1, len(p.pitches) - length + 1)
-                          * COLLECTION_WEIGHT.get(p.collection, 1.0) for p in self.pieces])
+                          * (kw if p.kind == "keyboard" else 1.0) for p in self.pieces])
         self.weights = sizes / sizes.sum()
         self.rng = np.random.default_rng(seed)
 
@@ -207,8 +314,16 @@ class WindowSampler:
         rng = self.rng
         p = self.pieces[rng.choice(len(self.pieces), p=self.weights)]
         start = int(rng.integers(0, max(1, len(p.pitches) - self.length + 1)))
-        sl = slice(start, start + self.length)
-        w = perform(p.onsets[sl], p.pitches[sl], rng)
+        texture = (genie_textures.draw(p.kind, rng) if self.recipe.textures
+                   else "as_written")
+        size = self.length
+        while True:  # a texture may thin the notes out (a tune from a chorale): read on
+            sl = slice(start, start + size)
+            on, pi = genie_textures.apply(texture, p.onsets[sl], p.pitches[sl], rng)
+            if len(on) >= self.length or start + size >= len(p.pitches):
+                break
+            size *= 2
+        w = perform(on[:self.length], pi[:self.length], rng, self.recipe.transpose)
         if len(w.keys) < self.length:  # short piece: pad by repeating it (rare)
             reps = -(-self.length // len(w.keys))
             w = Window(np.tile(w.keys, reps)[:self.length],
@@ -234,7 +349,7 @@ def fixed_windows(pieces: list[Piece], length: int, seed: int = 1234,
     keys, dts = [], []
     for p in sorted(pieces, key=lambda x: x.piece_id):
         for s in range(0, len(p.pitches) - length + 1, length):
-            w = perform(p.onsets[s:s + length], p.pitches[s:s + length], rng, transpose=False)
+            w = perform(p.onsets[s:s + length], p.pitches[s:s + length], rng, transpose="none")
             keys.append(w.keys)
             dts.append(w.dt_bins)
     if max_windows is not None and len(keys) > max_windows:

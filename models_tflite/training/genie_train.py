@@ -2,8 +2,9 @@
 
 Model (Donahue et al. 2019, Magenta's ``stp_iq_auto_dt`` with the contour loss):
 
-* encoder: one-hot key (88) + one-hot dt bin (33) -> dense 128 -> 2 bidirectional LSTM
-  layers of 128 -> dense 1, a real number per note;
+* encoder: one-hot key (88) + one-hot dt bin (33) -> dense 64 -> 2 bidirectional LSTM
+  layers of 64 -> dense 1, a real number per note (64 units, not 128: its unrolled
+  whole-sequence export must stay under 1 MB);
 * bottleneck: clipped to [-1, 1] and rounded to 8 levels (the buttons), straight-through
   gradients; range penalty ``max(|z| - 1, 0)^2`` and contour loss
   ``max(0, 1 - dkey * dz)^2`` (dkey in semitones) make the buttons follow the melody;
@@ -14,13 +15,19 @@ Model (Donahue et al. 2019, Magenta's ``stp_iq_auto_dt`` with the contour loss):
 A baseline decoder of the same shape WITHOUT the button input is trained on the same data,
 so the card can show how much the buttons tell the decoder (perplexity ratio).
 
-Only the decoder ships: a single-step model (features, packed state [h1,c1,h2,c2]) ->
-(logits, new state), converted by ``tflite_export`` with int8 weights.
+Both halves ship, int8 weights: the decoder as a single-step model (features, packed state
+[h1,c1,h2,c2]) -> (logits, new state) in ``genie.tflite``; the encoder as a whole-sequence
+model (64 note rows + padding mask) -> one value per note in ``genie_encoder.tflite``, for
+the copy-me LEDs. Training windows are drawn by ``genie_data.Recipe`` (whole-keyboard
+transposition, piano music weighted up); a sweep run (GENIE_VARIANT=name, with
+GENIE_TRANSPOSE / GENIE_TEXTURES / GENIE_KEYBOARD_WEIGHT) writes only under build/.
 
     .venv-train/bin/python -m models_tflite.training.genie_train            # full build
     GENIE_SMOKE=1 .venv-train/bin/python -m models_tflite.training.genie_train   # tiny
 
-Env overrides: GENIE_STEPS, GENIE_BASELINE_STEPS, GENIE_BATCH, GENIE_OUT (the .tflite path).
+Env overrides: GENIE_STEPS, GENIE_BASELINE_STEPS, GENIE_BATCH, GENIE_OUT (the decoder's
+.tflite path; the encoder goes beside it), GENIE_NONCOMMERCIAL=1 (adds the encodings whose
+licence forbids commercial use: never for the committed model).
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ from piano_buddy import genie as rt
 from . import common, genie_data
 
 MODEL_PATH = common.MODELS_DIR / "genie.tflite"
+ENCODER_PATH = common.MODELS_DIR / rt.ENCODER_NAME
 REFERENCE_PATH = Path(__file__).resolve().parent / "genie_reference.npz"
 WORK_DIR = common.BUILD_DIR / "genie"
 NUM_LEVELS = 8
@@ -46,11 +54,12 @@ NUM_LEVELS = 8
 
 @dataclass
 class Config:
-    steps: int = 5000
-    baseline_steps: int = 3000
+    steps: int = 1500
+    baseline_steps: int = 1000
     batch: int = 32
     seq_len: int = 128
     units: int = 128
+    enc_units: int = 64            # the encoder's LSTMs (its .tflite must stay < 1 MB)
     lr: float = 1e-3
     lr_final: float = 1e-4
     contour_weight: float = 1.0
@@ -63,6 +72,8 @@ class Config:
     smoke: bool = False
     limit: int | None = None       # corpus files per collection (smoke)
     seed: int = 0
+    recipe: dict = field(default_factory=dict)   # genie_data.Recipe (how windows are drawn)
+    variant: str = ""              # GENIE_VARIANT: a sweep run, written under build/ only
     notes: dict = field(default_factory=dict)
 
 
@@ -75,6 +86,8 @@ def config_from_env(smoke: bool = False) -> Config:
     cfg.steps = int(os.environ.get("GENIE_STEPS", cfg.steps))
     cfg.baseline_steps = int(os.environ.get("GENIE_BASELINE_STEPS", cfg.baseline_steps))
     cfg.batch = int(os.environ.get("GENIE_BATCH", cfg.batch))
+    cfg.recipe = asdict(genie_data.Recipe.from_env())
+    cfg.variant = os.environ.get("GENIE_VARIANT", "")
     return cfg
 
 
@@ -89,16 +102,17 @@ def _keras():
 class GenieModel:
     """The layers of the autoencoder (or of the button-less baseline decoder)."""
 
-    def __init__(self, units: int = 128, with_encoder: bool = True, seed: int = 0):
+    def __init__(self, units: int = 128, with_encoder: bool = True, seed: int = 0,
+                 enc_units: int = 64):
         keras = _keras()
         keras.utils.set_random_seed(seed)
         self._keras, self._ops = keras, keras.ops  # (no os.environ access inside tf.function)
         L = keras.layers
         self.with_encoder = with_encoder
-        self.units = units
+        self.units, self.enc_units = units, enc_units
         if with_encoder:
-            self.enc_in = L.Dense(units, name="enc_in")
-            self.enc_rnn = [L.Bidirectional(L.LSTM(units, return_sequences=True),
+            self.enc_in = L.Dense(enc_units, name="enc_in")
+            self.enc_rnn = [L.Bidirectional(L.LSTM(enc_units, return_sequences=True),
                                             name=f"enc_bilstm_{i}") for i in range(2)]
             self.enc_out = L.Dense(1, name="enc_out")
         self.dec_in = L.Dense(units, name="dec_in")
@@ -297,40 +311,6 @@ def tflite_nll(interp, keys: np.ndarray, dts: np.ndarray, buttons: np.ndarray) -
     return total / n
 
 
-def random_walks(n: int, length: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Seeded random button walks (steps of -2..+2, clipped) and press times in seconds."""
-    rng = np.random.default_rng(seed)
-    buttons = np.zeros((n, length), np.int64)
-    times = np.zeros((n, length))
-    for i in range(n):
-        b = int(rng.integers(0, NUM_LEVELS))
-        t = 0.0
-        for s in range(length):
-            if s:
-                b = int(np.clip(b + rng.integers(-2, 3), 0, NUM_LEVELS - 1))
-                t += float(rng.uniform(0.08, 0.6))
-            buttons[i, s] = b
-            times[i, s] = t
-    return buttons, times
-
-
-def walk_contour_violation(path: Path, n: int, length: int, temperature: float,
-                           seed: int = 7) -> dict:
-    """Contour violation of keys chosen by the TFLite decoder on random button walks."""
-    from piano_buddy.genie import GenieDecoder
-    buttons, times = random_walks(n, length, seed)
-    dec = GenieDecoder(path, rng=np.random.default_rng(seed))
-    keys = np.zeros_like(buttons)
-    for i in range(n):
-        dec.reset()
-        for s in range(length):
-            keys[i, s] = dec.press(int(buttons[i, s]), float(times[i, s]), temperature)
-    return {"walk_contour_violation": contour_violation(keys, buttons),
-            "walk_mean_pitch_by_button": [float(keys[buttons == b].mean())
-                                          if (buttons == b).any() else float("nan")
-                                          for b in range(NUM_LEVELS)]}
-
-
 # --- export --------------------------------------------------------------------------------
 
 def export_decoder(model: GenieModel, path: Path, quantize: str,
@@ -343,6 +323,53 @@ def export_decoder(model: GenieModel, path: Path, quantize: str,
     stack.copy_from(model.dec_rnn)
     return tx.export_tflite(step, {"features": (1, rt.FEATURES), "state": (1, rt.STATE_SIZE)},
                             path, quantize=quantize, representative=representative)
+
+
+def export_encoder(model: GenieModel, path: Path, quantize: str) -> bytes:
+    """The encoder as one whole-sequence model (ENCODER_LENGTH rows, padding masked), its
+    bidirectional LSTMs unrolled in basic ops (``tflite_export.build_sequence_model``)."""
+    from . import tflite_export as tx
+    seq = tx.build_sequence_model([model.enc_units, model.enc_units], rt.ENCODER_FEATURES,
+                                  rt.ENCODER_LENGTH, pre=model.enc_in, head=model.enc_out,
+                                  trained_bidirectional=model.enc_rnn)
+    return tx.export_tflite(seq, {"features": (rt.ENCODER_LENGTH, rt.ENCODER_FEATURES),
+                                  "mask": (rt.ENCODER_LENGTH, 1)},
+                            path, quantize=quantize, output_names=("values",),
+                            strip_names=True)
+
+
+def encoder_golden(model: GenieModel, keys: np.ndarray, dts: np.ndarray,
+                   lengths: tuple[int, ...] = (48, 64, 17)) -> dict[str, np.ndarray]:
+    """Golden vectors of the FLOAT encoder (Keras, unpadded sequences) on test notes:
+    a short, a full and a very short melody, so the padding mask is exercised."""
+    out_keys = np.zeros((len(lengths), rt.ENCODER_LENGTH), np.int32)
+    out_dts = np.zeros_like(out_keys)
+    out_z = np.zeros((len(lengths), rt.ENCODER_LENGTH), np.float32)
+    lengths = tuple(min(n, keys.shape[1]) for n in lengths)  # (smoke windows are short)
+    for i, n in enumerate(lengths):
+        k = keys[i % len(keys), :n].astype(np.int32)
+        d = dts[i % len(keys), :n].astype(np.int32).copy()
+        d[0] = 0
+        out_keys[i, :n], out_dts[i, :n] = k, d
+        out_z[i, :n] = np.asarray(model.encode(k[None], d[None]))[0]
+    return {"encoder_keys": out_keys, "encoder_dts": out_dts, "encoder_values": out_z,
+            "encoder_lengths": np.array(lengths, np.int32)}
+
+
+def encoder_export_check(model: GenieModel, data: bytes, path: Path,
+                         golden: dict[str, np.ndarray]) -> dict:
+    """Size, max |value| difference and button agreement of the exported encoder against
+    the float encoder's golden vectors (through the firmware's GenieEncoder)."""
+    from piano_buddy.genie import GenieEncoder
+    encoder = GenieEncoder(path)
+    diffs, agree, n = [], 0, 0
+    for k, d, z, m in zip(golden["encoder_keys"], golden["encoder_dts"],
+                          golden["encoder_values"], golden["encoder_lengths"]):
+        got = encoder.values(k[:m], d[:m])
+        diffs.append(float(np.max(np.abs(got - z[:m]))))
+        agree += int(np.sum(rt.value_to_button(got) == rt.value_to_button(z[:m])))
+        n += int(m)
+    return {"bytes": len(data), "max_abs_diff": max(diffs), "button_agreement": agree / n}
 
 
 def float_step_check(model: GenieModel, feats: np.ndarray) -> float:
@@ -371,12 +398,13 @@ def build(smoke: bool = False, out_path: Path | None = None,
     """Parse (cached), train the autoencoder and the baseline, evaluate, export genie.tflite
     and the reference fixture. Returns the report dict (also written to build/genie/)."""
     cfg = config_from_env(smoke)
-    work = WORK_DIR / ("smoke" if cfg.smoke else "full")
+    work = WORK_DIR / ("smoke" if cfg.smoke else cfg.variant or "full")
     work.mkdir(parents=True, exist_ok=True)
-    # a smoke run never overwrites the committed model and fixture
-    default_out = work / "genie.tflite" if cfg.smoke else MODEL_PATH
+    # a smoke or sweep run never overwrites the committed models and fixture
+    scratch = cfg.smoke or bool(cfg.variant)
+    default_out = work / "genie.tflite" if scratch else MODEL_PATH
     out_path = Path(os.environ.get("GENIE_OUT", out_path or default_out))
-    reference_path = Path(reference_path or (work / "genie_reference.npz" if cfg.smoke
+    reference_path = Path(reference_path or (work / "genie_reference.npz" if scratch
                                              else REFERENCE_PATH))
     t_start = time.monotonic()
     import tensorflow as tf
@@ -391,7 +419,9 @@ def build(smoke: bool = False, out_path: Path | None = None,
     data_stats = genie_data.stats(pieces)
     print("genie data:", json.dumps({k: data_stats[k] for k in ("pieces", "notes")}),
           flush=True)
-    train_sampler = genie_data.WindowSampler(splits["train"], cfg.seq_len, seed=cfg.seed)
+    recipe = genie_data.Recipe(**cfg.recipe)
+    train_sampler = genie_data.WindowSampler(splits["train"], cfg.seq_len, seed=cfg.seed,
+                                             recipe=recipe)
     valid = genie_data.fixed_windows(splits["valid"], cfg.seq_len, seed=11, max_windows=128)
     test = genie_data.fixed_windows(splits["test"], cfg.seq_len, seed=13,
                                     max_windows=cfg.eval_windows)
@@ -400,11 +430,12 @@ def build(smoke: bool = False, out_path: Path | None = None,
                     "windows": {"valid": int(len(valid[0])), "test": int(len(test[0]))}}
 
     # 1. the autoencoder
-    genie = GenieModel(cfg.units, with_encoder=True, seed=cfg.seed)
+    genie = GenieModel(cfg.units, with_encoder=True, seed=cfg.seed, enc_units=cfg.enc_units)
     report["train_genie"] = train(genie, train_sampler, cfg.steps, cfg, "train genie", valid)
     np.savez(work / "genie_weights.npz", **genie.weights_dict())
     # 2. the baseline decoder without buttons (same data stream, fresh sampler)
-    base_sampler = genie_data.WindowSampler(splits["train"], cfg.seq_len, seed=cfg.seed + 1)
+    base_sampler = genie_data.WindowSampler(splits["train"], cfg.seq_len, seed=cfg.seed + 1,
+                                            recipe=recipe)
     base = GenieModel(cfg.units, with_encoder=False, seed=cfg.seed + 1)
     report["train_baseline"] = train(base, base_sampler, cfg.baseline_steps, cfg,
                                      "train no-button baseline", valid)
@@ -440,8 +471,16 @@ def build(smoke: bool = False, out_path: Path | None = None,
     tmp.replace(out_path)
     report["model_path"] = str(out_path)
     report["model_bytes"] = out_path.stat().st_size
-    report["walks"] = walk_contour_violation(out_path, cfg.walks, cfg.walk_len,
-                                             cfg.walk_temperature)
+
+    # 4b. the encoder (copy-me LEDs), checked against the float encoder's golden vectors
+    encoder_path = out_path.with_name(rt.ENCODER_NAME)
+    golden_enc = encoder_golden(genie, *test)
+    report["encoder"] = encoder_export_check(
+        genie, export_encoder(genie, encoder_path, cfg.quantize), encoder_path, golden_enc)
+    from piano_buddy.genie import GenieDecoder
+    from . import genie_walks
+    report["walks"] = genie_walks.measure(GenieDecoder(out_path),
+                                          *((4, 16) if cfg.smoke else ()))
     report["params"] = {"decoder": int(sum(np.prod(w.shape) for k, w in
                                            genie.weights_dict().items()
                                            if k.startswith("dec_"))),
@@ -463,8 +502,9 @@ def build(smoke: bool = False, out_path: Path | None = None,
     recorded["data"] = {k: data_stats[k] for k in ("pieces", "notes")}
     recorded["params"] = report["params"]
     recorded["smoke"] = cfg.smoke
+    recorded["encoder"] = report["encoder"]
     np.savez_compressed(
-        reference_path,
+        reference_path, **golden_enc,
         golden_features=golden_feats.astype(np.float32),
         golden_logits=golden_logits.astype(np.float32),
         test_keys=test[0].astype(np.int8), test_dts=test[1].astype(np.int8),
@@ -501,19 +541,25 @@ def print_summary(report: dict) -> None:
           f"{ex[q]['perplexity']:.2f} ({100 * report['quantized_vs_float_nll']:+.1f}% NLL); "
           f"no-button baseline {b['perplexity']:.2f} (ratio "
           f"{f['perplexity'] / b['perplexity']:.2f}); encoder contour violation "
-          f"{100 * f['contour_violation']:.1f}%; random-walk contour violation "
-          f"{100 * report['walks']['walk_contour_violation']:.1f}%; "
+          f"{100 * f['contour_violation']:.1f}%; "
           f"{report['model_bytes']} bytes; {report['total_seconds']:.0f} s", flush=True)
+    from . import genie_walks
+    genie_walks.print_rows(report["walks"])
 
 
 # --- `make eval`: figures from the committed model --------------------------------------
 
-def evaluate(model_path: Path | None = None, reference_path: Path | None = None) -> list[dict]:
-    """Metric rows for the card, computed from the COMMITTED genie.tflite and the encoded
-    test windows in the reference fixture (float-model figures are as recorded in training).
-    """
+def evaluate(model_path: Path | None = None, reference_path: Path | None = None,
+             encoder_path: Path | None = None) -> list[dict]:
+    """Metric rows for the card, computed from the COMMITTED genie.tflite and
+    genie_encoder.tflite and the encoded test windows in the reference fixture (float-model
+    figures are as recorded in training), with Magenta's figures beside the walk rows."""
+    from piano_buddy.genie import GenieDecoder, GenieEncoder
     from piano_buddy.tflite import load_interpreter
+
+    from . import genie_copyme, genie_walks
     model_path = Path(model_path or MODEL_PATH)
+    encoder_path = Path(encoder_path or model_path.with_name(rt.ENCODER_NAME))
     reference_path = Path(reference_path or REFERENCE_PATH)
     ref = np.load(reference_path)
     rec = json.loads(str(ref["recorded"]))
@@ -525,29 +571,37 @@ def evaluate(model_path: Path | None = None, reference_path: Path | None = None)
     q_ppl = float(np.exp(q_nll))
     base_ppl = rec["baseline_float"]["perplexity"]
     enc_cv = contour_violation(keys, buttons)
-    walks = walk_contour_violation(model_path, 64, 128, 0.25)
-    size = model_path.stat().st_size
+    src, esrc = model_path.name, encoder_path.name
+    size, esize = model_path.stat().st_size, encoder_path.stat().st_size
+
+    def row(metric, value, target="", ok=None, source=src, magenta=None):
+        r = {"model": "genie", "metric": metric, "value": value, "target": target, "ok": ok,
+             "source": source}
+        if magenta is not None:
+            r["magenta"] = magenta
+        return r
+
     rows = [
-        {"model": "genie", "metric": "encoder contour violation (test)", "value": enc_cv,
-         "target": "<= 0.05", "ok": enc_cv <= 0.05, "source": "fixture buttons"},
-        {"model": "genie", "metric": "decoder perplexity, float (test)",
-         "value": rec["float"]["perplexity"], "target": "", "ok": None, "source": "recorded"},
-        {"model": "genie", "metric": "decoder perplexity, quantized (test)", "value": q_ppl,
-         "target": f"<= {base_ppl / 2:.2f} (half the no-button baseline)",
-         "ok": q_ppl <= base_ppl / 2, "source": str(model_path.name)},
-        {"model": "genie", "metric": "quantized vs float NLL",
-         "value": q_nll / rec["float"]["nll"] - 1.0, "target": "<= +0.02",
-         "ok": q_nll / rec["float"]["nll"] - 1.0 <= 0.02, "source": str(model_path.name)},
-        {"model": "genie", "metric": "baseline perplexity, no buttons (test)",
-         "value": base_ppl, "target": "", "ok": None, "source": "recorded"},
-        {"model": "genie", "metric": "unigram perplexity (test)",
-         "value": rec["unigram_perplexity"], "target": "", "ok": None, "source": "recorded"},
-        {"model": "genie", "metric": "random-walk contour violation, T=0.25",
-         "value": walks["walk_contour_violation"], "target": "<= 0.10",
-         "ok": walks["walk_contour_violation"] <= 0.10, "source": str(model_path.name)},
-        {"model": "genie", "metric": "model size (bytes)", "value": size,
-         "target": "< 1048576", "ok": size < 1 << 20, "source": str(model_path.name)},
+        row("encoder contour violation (test)", enc_cv, "<= 0.03", enc_cv <= 0.03,
+            "fixture buttons"),
+        row("decoder perplexity, float (test)", rec["float"]["perplexity"], source="recorded"),
+        row("decoder perplexity, quantized (test)", q_ppl,
+            f"<= {base_ppl / 2:.2f} (half the no-button baseline)", q_ppl <= base_ppl / 2),
+        row("quantized vs float NLL", q_nll / rec["float"]["nll"] - 1.0, "<= +0.02",
+            q_nll / rec["float"]["nll"] - 1.0 <= 0.02),
+        row("baseline perplexity, no buttons (test)", base_ppl, source="recorded"),
+        row("unigram perplexity (test)", rec["unigram_perplexity"], source="recorded"),
+        row("decoder model size (bytes)", size, "< 1048576", size < 1 << 20),
+        row("encoder model size (bytes)", esize, "< 1048576", esize < 1 << 20, esrc),
     ]
+    walks = genie_walks.measure(GenieDecoder(model_path))
+    for name, ours, magenta, target, ok in genie_walks.rows(walks):
+        rows.append(row(f"walks: {name}", ours, target, ok, magenta=magenta))
+    replies = genie_copyme.sample_replies()
+    copy = genie_copyme.both(GenieDecoder(model_path), GenieEncoder(encoder_path), replies)
+    for name, value, target, ok in genie_copyme.rows(copy):
+        rows.append(row(f"{name}, {len(replies)} replies", value, target, ok,
+                        f"{src} + {esrc}"))
     return rows
 
 

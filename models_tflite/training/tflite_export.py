@@ -161,7 +161,8 @@ def build_step_model(stack, input_dim: int, head=None, pre=None,
 def export_tflite(model, inputs: Mapping[str, Sequence[int]], path: str | Path, *,
                   quantize: str = "dynamic",
                   representative: Callable[[], Iterable[Mapping[str, np.ndarray]]] | None = None,
-                  output_names: Sequence[str] = ("logits", "state_out")) -> bytes:
+                  output_names: Sequence[str] = ("logits", "state_out"),
+                  strip_names: bool = False) -> bytes:
     """Convert a Keras model to a .tflite file and return its bytes.
 
     ``inputs`` maps each input name to its fixed shape, in the order ``model`` takes them
@@ -176,6 +177,7 @@ def export_tflite(model, inputs: Mapping[str, Sequence[int]], path: str | Path, 
         returning an iterable of dicts keyed by input name (float32 arrays of the input
         shapes). The inputs must be float (one-hot, not an int index).
     The float32 interface (inputs and outputs) is kept in every scheme.
+    ``strip_names``: drop inner tensor names (:func:`strip_inner_names`).
     """
     if quantize not in QUANT_SCHEMES:
         raise ValueError(f"quantize={quantize!r}, expected one of {QUANT_SCHEMES}")
@@ -214,6 +216,8 @@ def export_tflite(model, inputs: Mapping[str, Sequence[int]], path: str | Path, 
                     yield {k: np.asarray(v, np.float32) for k, v in sample.items()}
             conv.representative_dataset = rep
         data = conv.convert()
+        if strip_names:
+            data = strip_inner_names(data)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     path = Path(path)
@@ -222,6 +226,23 @@ def export_tflite(model, inputs: Mapping[str, Sequence[int]], path: str | Path, 
     tmp_path.write_bytes(data)
     tmp_path.replace(path)  # atomic: a half-written model never sits at the real path
     return data
+
+
+def strip_inner_names(data: bytes) -> bytes:
+    """The same model with the names of its inner tensors dropped (inputs, outputs and the
+    signature keep theirs). An unrolled model has thousands of inner tensors whose long
+    generated names would otherwise be a quarter of the file."""
+    from tensorflow.lite.python import schema_py_generated as schema
+    import flatbuffers
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAsModel(data, 0))
+    for sub in model.subgraphs:
+        keep = set(sub.inputs) | set(sub.outputs)
+        for i, tensor in enumerate(sub.tensors):
+            if i not in keep:
+                tensor.name = b""
+    builder = flatbuffers.Builder(len(data))
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
 
 
 def signature_tensor_indices(interp, signature: str | None = None) -> tuple[dict, dict]:
@@ -276,3 +297,108 @@ def op_summary(data: bytes) -> dict[str, int]:
             key = f"{name}_v{code.version}"
             counts[key] = counts.get(key, 0) + 1
     return counts
+
+
+def bilstm_sequence_class():
+    """The :class:`BiLSTMSequence` layer class (defined lazily, like :func:`lstm_stack_class`)."""
+    global _BILSTM_SEQUENCE
+    if _BILSTM_SEQUENCE is not None:
+        return _BILSTM_SEQUENCE
+    keras = _keras()
+    ops = keras.ops
+
+    class BiLSTMSequence(keras.layers.Layer):
+        """Stacked bidirectional LSTM layers over a WHOLE fixed-length sequence, unrolled in
+        basic ops (no WHILE loop, so int8-weight conversion works; see the module doc).
+
+        ``call(x[T, D], mask[T, 1]) -> [T, 2 * units[-1]]``: rows are time steps. Rows whose
+        mask is 0 (padding after the last note) leave the state untouched, so the backward
+        direction starts from a zero state at the last real note, exactly as the Keras
+        ``Bidirectional(LSTM)`` does on the unpadded sequence. Output rows of padding are
+        meaningless. Gate order and maths are Keras' (i, f, g, o).
+
+        Unrolled, every step is a dozen small ops: the flatbuffer's per-tensor overhead,
+        not the int8 weights, sets the file size, so the ops per step are kept few (one
+        SPLIT for the gates, masking only where padding can reach).
+        """
+
+        def __init__(self, units: Sequence[int], input_dim: int, length: int, **kwargs):
+            super().__init__(**kwargs)
+            self.units = [int(u) for u in units]
+            self.input_dim, self.length = int(input_dim), int(length)
+            self.kernels, self.biases = [], []
+            d = self.input_dim
+            for i, u in enumerate(self.units):
+                for direction in ("fw", "bw"):
+                    self.kernels.append(self.add_weight(
+                        shape=(d + u, 4 * u), initializer="glorot_uniform",
+                        name=f"kernel_{i}_{direction}"))
+                    self.biases.append(self.add_weight(
+                        shape=(4 * u,), initializer="zeros", name=f"bias_{i}_{direction}"))
+                d = 2 * u
+
+        def _run(self, rows, masks, kernel, bias, u, order, masked):
+            h = ops.zeros((1, u))
+            c = ops.zeros((1, u))
+            out = [None] * len(rows)
+            for t in order:
+                z = ops.matmul(ops.concatenate([rows[t], h], axis=-1), kernel) + bias
+                zi, zf, zg, zo = ops.split(z, 4, axis=-1)
+                c_new = ops.sigmoid(zf) * c + ops.sigmoid(zi) * ops.tanh(zg)
+                h_new = ops.sigmoid(zo) * ops.tanh(c_new)
+                if masked:  # padding keeps the state: x + m * (new - x)
+                    c = c + masks[t] * (c_new - c)
+                    h = h + masks[t] * (h_new - h)
+                else:
+                    c, h = c_new, h_new
+                out[t] = h
+            return out
+
+        def call(self, x, mask):
+            n = self.length
+            rows = [x[t:t + 1] for t in range(n)]
+            masks = [mask[t:t + 1] for t in range(n)]
+            for i, u in enumerate(self.units):
+                # forward: padding comes after the notes, so it cannot touch them
+                fw = self._run(rows, masks, self.kernels[2 * i], self.biases[2 * i], u,
+                               range(n), masked=False)
+                bw = self._run(rows, masks, self.kernels[2 * i + 1], self.biases[2 * i + 1],
+                               u, range(n - 1, -1, -1), masked=True)
+                rows = [ops.concatenate([a, b], axis=-1) for a, b in zip(fw, bw)]
+            return ops.concatenate(rows, axis=0)
+
+        def copy_from(self, bidirectional_layers: Sequence) -> None:
+            """Copy trained weights from Keras ``Bidirectional(LSTM)`` layers (bottom first)."""
+            if len(bidirectional_layers) != len(self.units):
+                raise ValueError(f"{len(bidirectional_layers)} layers for {len(self.units)}")
+            for i, layer in enumerate(bidirectional_layers):
+                for j, sub in enumerate((layer.forward_layer, layer.backward_layer)):
+                    k, r, b = lstm_weights(sub)
+                    self.kernels[2 * i + j].assign(np.concatenate([k, r], axis=0))
+                    self.biases[2 * i + j].assign(b)
+
+        def get_config(self):
+            return {**super().get_config(), "units": self.units, "input_dim": self.input_dim,
+                    "length": self.length}
+
+    _BILSTM_SEQUENCE = BiLSTMSequence
+    return BiLSTMSequence
+
+
+_BILSTM_SEQUENCE = None
+
+
+def build_sequence_model(units: Sequence[int], input_dim: int, length: int, pre, head,
+                         trained_bidirectional: Sequence, input_name: str = "features",
+                         mask_name: str = "mask"):
+    """A Keras functional model ``(x[length, input_dim], mask[length, 1]) -> head output``:
+    ``pre`` (trained Dense) -> :class:`BiLSTMSequence` (weights copied from the trained
+    ``Bidirectional`` layers) -> ``head`` (trained Dense). For the Genie's encoder."""
+    keras = _keras()
+    x_in = keras.Input(batch_shape=(length, input_dim), name=input_name)
+    m_in = keras.Input(batch_shape=(length, 1), name=mask_name)
+    seq = bilstm_sequence_class()(units, input_dim=pre.units, length=length,
+                                  name="bilstm_sequence")
+    out = head(seq(pre(x_in), m_in))
+    seq.copy_from(trained_bidirectional)
+    return keras.Model([x_in, m_in], out, name="sequence_model")

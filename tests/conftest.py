@@ -24,6 +24,16 @@ except ImportError:     # plain `pytest`: pytest put tests/ itself on sys.path
     from audio_rig import AlsaCapture, JackServer, jack_missing_reason, make_alsa_capture
 
 
+@pytest.fixture
+def fake_midi_ports(monkeypatch):
+    """The MIDI seam's in-process ports (PIANO_BUDDY_MIDI=fake), emptied before and after."""
+    from piano_buddy import midi_fake
+    monkeypatch.setenv("PIANO_BUDDY_MIDI", "fake")
+    midi_fake.reset()
+    yield midi_fake
+    midi_fake.reset()
+
+
 @pytest.fixture(autouse=True)
 def collector_as_python_leaves_it():
     """A Box started in this process freezes the garbage collector's objects and raises its

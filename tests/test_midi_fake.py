@@ -17,12 +17,7 @@ from rig import quiet_config, wait_for
 POLL = 0.05
 
 
-@pytest.fixture(autouse=True)
-def fake_ports(monkeypatch):
-    monkeypatch.setenv("PIANO_BUDDY_MIDI", "fake")
-    midi_fake.reset()
-    yield
-    midi_fake.reset()
+pytestmark = pytest.mark.usefixtures("fake_midi_ports")
 
 
 class Posted:

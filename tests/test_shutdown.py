@@ -19,12 +19,7 @@ from piano_buddy.recorder import list_recordings
 from rig import quiet_config, wait_for
 
 
-@pytest.fixture(autouse=True)
-def fake_ports(monkeypatch):
-    monkeypatch.setenv("PIANO_BUDDY_MIDI", "fake")
-    midi_fake.reset()
-    yield
-    midi_fake.reset()
+pytestmark = pytest.mark.usefixtures("fake_midi_ports")
 
 
 def box_with_everything(tmp_path) -> Box:

@@ -1,4 +1,4 @@
-"""The ``piano-buddy`` command: run (default), demo, check, selftest, recordings, config.
+"""The ``piano-buddy`` command: run (default), demo, check, selftest, recordings, stats, config.
 
 ``run`` picks what the machine can do: the real box on a Pi (GPIO present), the desktop
 simulator when standard input is a terminal (the keys come from there; the view may go to
@@ -71,6 +71,11 @@ def _parser() -> argparse.ArgumentParser:
     rec = sub.add_parser("recordings", parents=[common], help="list the recorded sessions")
     rec.add_argument("--folder", type=Path, default=None, metavar="DIR",
                      help="folder to list (default: recording.folder of the config)")
+    stats = sub.add_parser("stats", parents=[common],
+                           help="print the visitor counts: visitors, presses, AI replies, "
+                                "interrupts, average session, faults")
+    stats.add_argument("--folder", type=Path, default=None, metavar="DIR",
+                       help="folder of counts.json (default: stats.folder of the config)")
     sub.add_parser("config", parents=[common],
                    help="print every setting with its default and allowed range "
                         "(with --config: that file's values, after validating it)")
@@ -126,6 +131,22 @@ def main(argv: list[str] | None = None) -> int:
                       f"{SIMULATOR_RECORDINGS})")
                 folder = SIMULATOR_RECORDINGS
             return main_recordings(folder)
+        if command == "stats":
+            from .counts import format_counts, read_counts, stats_folder
+            from .terminal import counts_folder
+            folder = args.folder or stats_folder(cfg)
+            if args.folder is None and not folder.is_dir():
+                simulator = counts_folder(cfg)
+                if simulator != folder and simulator.is_dir():
+                    print(f"({folder} does not exist here: showing the desktop simulator's "
+                          f"{simulator})")
+                    folder = simulator
+            try:
+                print(format_counts(read_counts(folder), folder))
+            except ValueError as exc:
+                print(f"piano-buddy: {exc}", file=sys.stderr)
+                return EXIT_FAILURE
+            return EXIT_OK
         if command == "selftest":
             from .selftest import run_selftest
             return run_selftest(cfg, press_timeout=args.timeout)

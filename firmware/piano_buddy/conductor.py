@@ -101,7 +101,7 @@ class Conductor:
         self._last_activity: float | None = None
         self.reply: ReplyTimeline | None = None
         self._stats = {"events": 0, "replies": 0, "interrupts": 0, "empty_replies": 0,
-                       "lost_releases": 0, "ignored_events": 0}
+                       "lost_releases": 0, "ignored_events": 0, "faults": 0}
         self._last_level_check = float("-inf")
         self._up_readings: dict[int, int] = {}          # held button -> "up" readings in a row
         self.heartbeat = time.monotonic()
@@ -129,6 +129,8 @@ class Conductor:
         if message is None:
             self.faults.pop(name, None)
         else:
+            if name not in self.faults:
+                self._stats["faults"] += 1
             self.faults[name] = message
 
     def _show_faults(self) -> None:

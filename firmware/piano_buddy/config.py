@@ -129,6 +129,14 @@ class RecordingConfig:
 
 
 @dataclass(frozen=True)
+class StatsConfig:
+    enabled: bool = _spec(True, help="keep visitor counts (piano-buddy stats; node_exporter)")
+    folder: str = _spec("", help="where counts.json and piano_buddy.prom are written ('' = "
+                                 "recording.folder/stats, on the data partition; "
+                                 "node_exporter's textfile collector reads it)")
+
+
+@dataclass(frozen=True)
 class Config:
     panel: PanelConfig = field(default_factory=PanelConfig)
     turns: TurnsConfig = field(default_factory=TurnsConfig)
@@ -136,6 +144,7 @@ class Config:
     models: ModelsConfig = field(default_factory=ModelsConfig)
     midi: MidiConfig = field(default_factory=MidiConfig)
     recording: RecordingConfig = field(default_factory=RecordingConfig)
+    stats: StatsConfig = field(default_factory=StatsConfig)
 
 
 def _check_value(key: str, value: Any, hint: Any, meta: dict) -> Any:

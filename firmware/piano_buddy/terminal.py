@@ -442,6 +442,18 @@ def recordings_folder(cfg: Config) -> Path | None:
     return SIMULATOR_RECORDINGS
 
 
+def counts_folder(cfg: Config) -> Path:
+    """Where the simulator keeps visitor counts: the configured (or default) folder when it
+    can be written, else ``out/stats``, like the recordings."""
+    from .counts import stats_folder
+
+    folder = stats_folder(cfg)
+    probe = folder if folder.is_dir() else folder.parent
+    if probe.is_dir() and os.access(probe, os.W_OK):
+        return folder
+    return SIMULATOR_OUT / "stats"
+
+
 def _log_to_file(out_dir: Path) -> Path:
     """Send the firmware's log to a file while the terminal shows the live view."""
     import logging
@@ -511,6 +523,9 @@ def run_simulator(cfg: Config, stop: threading.Event, why: str = "") -> int:
     if folder is not None:
         cfg = dataclasses.replace(cfg, recording=dataclasses.replace(cfg.recording,
                                                                      folder=str(folder)))
+    if cfg.stats.enabled:
+        cfg = dataclasses.replace(cfg, stats=dataclasses.replace(
+            cfg.stats, folder=str(counts_folder(cfg))))
     factory = mock_factory()
     box = Box(cfg, pin_factory=factory, open_sink=open_sink, audio_label=label,
               use_recorder=folder is not None)

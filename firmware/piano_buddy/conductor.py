@@ -24,6 +24,7 @@ import time
 from enum import Enum
 from typing import Callable, Protocol, Sequence
 
+from .attract import Attract
 from .config import Config
 from .encoding import NUM_BUTTONS, PIANO_HIGHEST, PIANO_LOWEST, button_for_pitch
 from .errorlog import ErrorLog
@@ -42,6 +43,10 @@ LOST_EDGE_READINGS = 2      # consecutive "up" readings that end a held button's
 MAX_PHRASE_NOTES = 256      # the phrase keeps its newest notes (the primer uses fewer)
 # A safe button-to-key map if the Genie decoder fails mid-show: a C major scale.
 FALLBACK_KEYS = (60, 62, 64, 65, 67, 69, 71, 72)
+# Attract mode's invitation: the melody model continues a rising C major triad (quarter notes
+# on the 16th-note grid) for INVITATION_STEPS, at INVITATION_QPM.
+INVITATION_PRIMER = (StepNote(60, 0, 4), StepNote(64, 4, 8), StepNote(67, 8, 12))
+INVITATION_STEPS, INVITATION_QPM = 16, 100.0
 
 
 class Turn(str, Enum):
@@ -99,9 +104,15 @@ class Conductor:
                               pedal_timeout=t.pedal_timeout)
         self._phrase: collections.deque[Note] = collections.deque(maxlen=MAX_PHRASE_NOTES)
         self._last_activity: float | None = None
+        self._idle_since: float | None = clock()     # the last play (attract mode counts)
         self.reply: ReplyTimeline | None = None
+        self._inviting = False                       # the reply playing is an invitation
+        a = cfg.attract
+        self.attract = Attract(a.after_minutes * 60, a.phrase_every_minutes * 60,
+                               panel.button_led, panel.turn)
         self._stats = {"events": 0, "replies": 0, "interrupts": 0, "empty_replies": 0,
-                       "lost_releases": 0, "ignored_events": 0, "faults": 0}
+                       "lost_releases": 0, "ignored_events": 0, "faults": 0,
+                       "invitations": 0}
         self._last_level_check = float("-inf")
         self._up_readings: dict[int, int] = {}          # held button -> "up" readings in a row
         self.heartbeat = time.monotonic()
@@ -152,6 +163,7 @@ class Conductor:
         if ev.kind is Kind.PRESS:
             if not 0 <= ev.source < NUM_BUTTONS or self.held.holds(("b", ev.source)):
                 return
+            self.attract.stop()
             self._interrupt_ai(ev.time)
             self._last_activity = ev.time
             pitch = self._decode(ev.source, ev.time)
@@ -166,6 +178,7 @@ class Conductor:
             if not PIANO_LOWEST <= ev.source <= PIANO_HIGHEST:
                 self._stats["ignored_events"] += 1
                 return
+            self.attract.stop()
             self._interrupt_ai(ev.time)
             self._last_activity = ev.time
             self.held.press(("k", ev.source), ev.source, max(1, min(127, ev.velocity)),
@@ -213,6 +226,13 @@ class Conductor:
                     self._new_visitor()
                 else:
                     waits.append(idle_until - now)
+        elif self.turn is Turn.PLAYER and not self.held.busy:   # nobody here: attract mode
+            wait, invite = self.attract.poll(now, self._idle_since)
+            if invite:
+                self._invite(now)
+                return 0.0
+            if wait is not None:
+                waits.append(wait)
         return min(waits) if waits else None
 
     def _release_lost_edges(self, now: float) -> None:
@@ -278,12 +298,33 @@ class Conductor:
             self.turn = Turn.PLAYER
             self.panel.turn("player")
             return
+        self._play_reply(steps, plan.qpm, self.cfg.panel.velocity, now)
+        self._stats["replies"] += 1
+        log.info("AI answers %d notes at %.0f qpm over %.1f s", len(self.reply.notes),
+                 plan.qpm, self.reply.end - self.reply.notes[0].start)
+
+    def _invite(self, now: float) -> None:
+        """Attract mode's short quiet phrase, played and shown like a reply."""
+        a, t = self.cfg.attract, self.cfg.turns
+        try:
+            steps = self.melody.continue_phrase(list(INVITATION_PRIMER), INVITATION_STEPS,
+                                                t.temperature, primer_steps=12)
+        except Exception as exc:
+            self.errors.record("the melody model (no invitation this time)", exc)
+            return
+        if steps:
+            self._inviting = True
+            self._play_reply(steps, INVITATION_QPM, a.velocity, now)
+            self._stats["invitations"] += 1
+
+    def _play_reply(self, steps: Sequence[StepNote], qpm: float, velocity: int,
+                    now: float) -> None:
+        """Schedule the notes in the synth to the frame, then follow them on the timeline."""
         first = min(s.start for s in steps)      # the reply starts at once, not after a rest
         steps = [StepNote(s.pitch, s.start - first, s.end - first) for s in steps]
         start = self.clock()
         frame0 = self.synth.frame
-        velocity = self.cfg.panel.velocity
-        notes = sorted(unquantize(steps, plan.qpm, origin=start, velocity=velocity))
+        notes = sorted(unquantize(steps, qpm, origin=start, velocity=velocity))
         sr = self.sample_rate
         for n in notes:
             self.synth.note_on(n.pitch, velocity, AI_TAG,
@@ -293,10 +334,7 @@ class Conductor:
         self.reply = ReplyTimeline(notes, buttons, self.outputs, self.panel.button_led,
                                    velocity)
         self.turn = Turn.AI
-        self._stats["replies"] += 1
         self.panel.turn("ai")
-        log.info("AI answers %d notes at %.0f qpm over %.1f s", len(notes), plan.qpm,
-                 self.reply.end - start)
 
     def _copy_me_buttons(self, notes: Sequence[Note]) -> list[int]:
         try:
@@ -321,8 +359,12 @@ class Conductor:
             except Exception as exc:
                 self.errors.record("Genie reset", exc)
         self.turn = Turn.PLAYER
-        self._last_activity = now
         self.panel.turn("player")
+        if self._inviting:           # nobody played: the box goes on waiting for a visitor
+            self._inviting = False
+            self.attract.phrase_over()
+        else:
+            self._last_activity = now
 
     def _interrupt_ai(self, t: float) -> None:
         """A press during the AI's turn: every AI note stops now, the player has the turn."""
@@ -335,7 +377,7 @@ class Conductor:
     def _new_visitor(self) -> None:
         """A long silence: the session ends (its recording is written) and the next press
         starts afresh for whoever comes next. The one owner of "session"."""
-        self._last_activity = None
+        self._idle_since, self._last_activity = self._last_activity, None
         try:
             self.genie.reset()
         except Exception as exc:
@@ -352,6 +394,7 @@ class Conductor:
             if key[0] == "b":
                 self.panel.button_led(key[1], False)
         self.held.release_everything(now)
+        self.attract.stop()
         self._phrase.clear()            # a panic or a shutdown: no reply follows
         self._last_activity = None
         self.synth.all_notes_off()

@@ -129,6 +129,17 @@ class RecordingConfig:
 
 
 @dataclass(frozen=True)
+class AttractConfig:
+    """A museum box with nobody at it invites the next visitor."""
+    after_minutes: float = _spec(5.0, lo=0.0, hi=1440.0,
+                                 help="minutes without play before the lamps chase and the box "
+                                      "invites a visitor (0 = never)")
+    phrase_every_minutes: float = _spec(3.0, lo=0.5, hi=120.0,
+                                        help="minutes between the short quiet phrases it plays")
+    velocity: int = _spec(40, lo=1, hi=90, help="loudness of those phrases (MIDI velocity)")
+
+
+@dataclass(frozen=True)
 class StatsConfig:
     enabled: bool = _spec(True, help="keep visitor counts (piano-buddy stats; node_exporter)")
     folder: str = _spec("", help="where counts.json and piano_buddy.prom are written ('' = "
@@ -144,6 +155,7 @@ class Config:
     models: ModelsConfig = field(default_factory=ModelsConfig)
     midi: MidiConfig = field(default_factory=MidiConfig)
     recording: RecordingConfig = field(default_factory=RecordingConfig)
+    attract: AttractConfig = field(default_factory=AttractConfig)
     stats: StatsConfig = field(default_factory=StatsConfig)
 
 

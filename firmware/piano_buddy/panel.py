@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 
 # LED patterns, as (on_time, off_time) for gpiozero blink/pulse
 THINKING_PULSE = (0.35, 0.35)    # the turn LED breathes while the AI thinks
+ATTRACT_PULSE = (2.0, 2.0)       # and slowly while the box invites a visitor (attract.py)
 ERROR_BLINK = (0.08, 0.12)       # fast flicker of the turn LED + every other button LED
 MOCK_HISTORY = 200               # pin states a mock pin remembers (for tests and the view)
 
@@ -154,7 +155,8 @@ class Panel:
             led.on() if on else led.off()
 
     def turn(self, mode: str) -> None:
-        """Show whose turn it is: 'player' (dark), 'thinking' (breathing), 'ai' (on)."""
+        """Show whose turn it is: 'player' (dark), 'thinking' (breathing), 'ai' (on), or
+        'attract' (breathing slowly: nobody is there)."""
         if mode == self.mode:
             return
         self.mode = mode
@@ -164,6 +166,8 @@ class Panel:
     def _show_turn(self) -> None:
         if self.mode == "thinking":
             self.turn_led.pulse(fade_in_time=THINKING_PULSE[0], fade_out_time=THINKING_PULSE[1])
+        elif self.mode == "attract":
+            self.turn_led.pulse(fade_in_time=ATTRACT_PULSE[0], fade_out_time=ATTRACT_PULSE[1])
         elif self.mode == "ai":
             self.turn_led.on()
         else:

@@ -352,6 +352,8 @@ def render_view(box, audio_label: str, *, notes: NoteRows | None = None,
     turn = {"player": "your turn", "thinking": "the AI is listening...",
             "ai": "the AI is playing - press any button to take the turn back"
             }.get(c.turn.value, c.turn.value)
+    if c.attract.active:
+        turn = "waiting for a visitor (attract mode) - press any button to play"
     if c.faults:
         turn = "\x1b[91mERROR: " + "; ".join(c.faults.values()) + RESET
     quit_line = (f"{BOLD}Are you done? Press q again to quit; any other key plays on.{RESET}"

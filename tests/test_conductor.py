@@ -207,3 +207,22 @@ def test_same_seed_same_duet():
         finally:
             r.close()
     assert duet() == duet()
+
+
+def test_a_reply_is_planned_and_shown_in_onset_order():
+    """Defect: the reply's notes were sorted as tuples (pitch first), so the copy-me encoder
+    read the melody in pitch order and lit buttons for a melody nobody played."""
+    rig = Rig(seed=8)
+    seen = []
+    plan = rig.conductor.copy_me
+    rig.conductor.copy_me = lambda notes: seen.append(list(notes)) or plan(notes)
+    try:
+        for b in (6, 1, 4, 2, 7):
+            rig.tap(b)
+        rig.run_until(lambda: rig.conductor.turn is Turn.AI, limit=5)
+        (notes,) = seen
+        assert [n.start for n in notes] == sorted(n.start for n in notes)
+        assert [n.pitch for n in notes] != sorted(n.pitch for n in notes)   # not a scale up
+        assert list(rig.conductor.reply.notes) == notes
+    finally:
+        rig.close()

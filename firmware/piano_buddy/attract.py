@@ -31,6 +31,7 @@ class Attract:
         self.every = float(phrase_every_seconds)
         self._light, self._show = light, show
         self.active = False
+        self.lamps: tuple[int, ...] = tuple(range(NUM_BUTTONS))   # the buttons in use
         self._lamp: int | None = None
         self._next_step = 0.0
         self._next_phrase = 0.0
@@ -78,9 +79,11 @@ class Attract:
         return True
 
     def _chase(self) -> None:
+        lamps = self.lamps
         if self._lamp is not None:
             self._light(self._lamp, False)
-        self._lamp = 0 if self._lamp is None else (self._lamp + 1) % NUM_BUTTONS
+        after = [b for b in lamps if self._lamp is not None and b > self._lamp]
+        self._lamp = after[0] if after else lamps[0]
         self._light(self._lamp, True)
 
     def _dark(self) -> None:

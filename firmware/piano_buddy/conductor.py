@@ -30,6 +30,8 @@ from .encoding import NUM_BUTTONS, PIANO_HIGHEST, PIANO_LOWEST, button_for_pitch
 from .errorlog import ErrorLog
 from .events import InputEvent, InputQueue, Kind
 from .held_notes import HeldNotes
+from .modes import (CUE_QPM, CUE_VELOCITY, SMALL_HANDS_COMBO, ComboWatcher, active_buttons,
+                    cue_for, nearest_active)
 from .outputs import Outputs, RecentNotes
 from .phrase import Note, StepNote, plan_reply, unquantize
 from .reply_timeline import ReplyTimeline
@@ -110,9 +112,13 @@ class Conductor:
         a = cfg.attract
         self.attract = Attract(a.after_minutes * 60, a.phrase_every_minutes * 60,
                                panel.button_led, panel.turn)
+        self.small_hands = cfg.panel.small_hands
+        self.active_buttons = active_buttons(self.small_hands)
+        self.attract.lamps = self.active_buttons
+        self.combos = ComboWatcher([SMALL_HANDS_COMBO])
         self._stats = {"events": 0, "replies": 0, "interrupts": 0, "empty_replies": 0,
                        "lost_releases": 0, "ignored_events": 0, "faults": 0,
-                       "invitations": 0}
+                       "invitations": 0, "mode_changes": 0}
         self._last_level_check = float("-inf")
         self._up_readings: dict[int, int] = {}          # held button -> "up" readings in a row
         self.heartbeat = time.monotonic()
@@ -163,7 +169,12 @@ class Conductor:
         if ev.kind is Kind.PRESS:
             if not 0 <= ev.source < NUM_BUTTONS or self.held.holds(("b", ev.source)):
                 return
+            self.combos.press(ev.source, ev.time)
             self.attract.stop()
+            if ev.source not in self.active_buttons:    # small hands: this one is unused
+                self._stats["ignored_events"] += 1
+                self._idle_since = ev.time               # but somebody is there
+                return
             self._interrupt_ai(ev.time)
             self._last_activity = ev.time
             pitch = self._decode(ev.source, ev.time)
@@ -171,6 +182,8 @@ class Conductor:
             self._up_readings.pop(ev.source, None)
             self.panel.button_led(ev.source, True)
         elif ev.kind is Kind.RELEASE:
+            if 0 <= ev.source < NUM_BUTTONS:
+                self.combos.release(ev.source, ev.time)
             if self.held.release(("b", ev.source), ev.time):
                 self._last_activity = ev.time
                 self.panel.button_led(ev.source, False)
@@ -203,6 +216,11 @@ class Conductor:
                 self._stats["lost_releases"] += 1
                 self.panel.button_led(source, False)
         waits = []
+        combo_due, fired = self.combos.poll(now)
+        if fired == SMALL_HANDS_COMBO:
+            self._switch_small_hands(now)
+        elif combo_due is not None:
+            waits.append(combo_due)
         hold_due = self.held.next_deadline()
         if hold_due is not None:
             waits.append(max(0.0, hold_due - now))
@@ -317,22 +335,45 @@ class Conductor:
             self._play_reply(steps, INVITATION_QPM, a.velocity, now)
             self._stats["invitations"] += 1
 
+    def _switch_small_hands(self, now: float) -> None:
+        """The outer buttons were held together: eight buttons <-> four, with a cue."""
+        self._interrupt_ai(now)
+        for key in list(self.held.keys()):
+            if key[0] == "b":
+                self.panel.button_led(key[1], False)
+        self.held.release_everything(now)      # the combination's own notes end here
+        self._phrase.clear()                   # a mode change is not a phrase to answer
+        self.small_hands = not self.small_hands
+        self.active_buttons = self.attract.lamps = active_buttons(self.small_hands)
+        self._stats["mode_changes"] += 1
+        log.info("small hands %s: buttons %s", "on" if self.small_hands else "off",
+                 [b + 1 for b in self.active_buttons])
+        cue = cue_for(self.active_buttons, self.small_hands)
+        self._play_reply([StepNote(p, i, i + 1) for i, (p, _b) in enumerate(cue.notes)],
+                         CUE_QPM, CUE_VELOCITY, now, buttons=[b for _p, b in cue.notes],
+                         outputs=Outputs())     # a cue is the box talking: not music
+
     def _play_reply(self, steps: Sequence[StepNote], qpm: float, velocity: int,
-                    now: float) -> None:
-        """Schedule the notes in the synth to the frame, then follow them on the timeline."""
+                    now: float, *, buttons: Sequence[int] | None = None,
+                    outputs: Outputs | None = None) -> None:
+        """Schedule the notes in the synth to the frame, then follow them on the timeline
+        (its lamps: ``buttons``, else the copy-me buttons; its outputs: the box's)."""
         first = min(s.start for s in steps)      # the reply starts at once, not after a rest
         steps = [StepNote(s.pitch, s.start - first, s.end - first) for s in steps]
         start = self.clock()
         frame0 = self.synth.frame
-        notes = sorted(unquantize(steps, qpm, origin=start, velocity=velocity))
+        # onset order (a Note sorts by pitch first): the copy-me encoder reads a melody
+        notes = sorted(unquantize(steps, qpm, origin=start, velocity=velocity),
+                       key=lambda n: (n.start, n.pitch))
         sr = self.sample_rate
         for n in notes:
             self.synth.note_on(n.pitch, velocity, AI_TAG,
                                at_frame=frame0 + round((n.start - start) * sr), stamp=now)
             self.synth.note_off(n.pitch, AI_TAG, at_frame=frame0 + round((n.end - start) * sr))
-        buttons = self._copy_me_buttons(notes)   # after the schedule: never delays the sound
-        self.reply = ReplyTimeline(notes, buttons, self.outputs, self.panel.button_led,
-                                   velocity)
+        if buttons is None:                      # after the schedule: never delays the sound
+            buttons = self._copy_me_buttons(notes)
+        self.reply = ReplyTimeline(notes, buttons, outputs or self.outputs,
+                                   self.panel.button_led, velocity)
         self.turn = Turn.AI
         self.panel.turn("ai")
 
@@ -340,7 +381,7 @@ class Conductor:
         try:
             buttons = [int(b) for b in self.copy_me(notes)]
             if len(buttons) == len(notes) and all(0 <= b < NUM_BUTTONS for b in buttons):
-                return buttons
+                return [nearest_active(b, self.active_buttons) for b in buttons]
             raise ValueError(f"{len(buttons)} buttons for {len(notes)} notes: {buttons[:8]}")
         except Exception as exc:
             self.errors.record("the copy-me buttons (lit by key band instead)", exc)
@@ -348,7 +389,8 @@ class Conductor:
 
     def _band_buttons(self, notes: Sequence[Note]) -> list[int]:
         lo, hi = self.allowed.start, self.allowed.stop - 1
-        return [button_for_pitch(n.pitch, lo, hi) for n in notes]
+        return [nearest_active(button_for_pitch(n.pitch, lo, hi), self.active_buttons)
+                for n in notes]
 
     def _finish_reply(self, now: float) -> None:
         reply, self.reply = self.reply, None
@@ -395,6 +437,7 @@ class Conductor:
                 self.panel.button_led(key[1], False)
         self.held.release_everything(now)
         self.attract.stop()
+        self.combos.reset()
         self._phrase.clear()            # a panic or a shutdown: no reply follows
         self._last_activity = None
         self.synth.all_notes_off()

@@ -57,6 +57,8 @@ class PanelConfig:
         help="rotary encoder A and B pins ([] for none)")
     bounce_ms: float = _spec(10.0, lo=0.0, hi=200.0, help="button debounce time")
     velocity: int = _spec(90, lo=1, hi=127, help="MIDI velocity of button notes")
+    small_hands: bool = _spec(False, help="four buttons (1, 3, 6 and 8) instead of eight; the "
+                                         "others stay dark. Holding 1 and 8 for 2 s switches")
 
 
 @dataclass(frozen=True)

@@ -368,6 +368,8 @@ def render_view(box, audio_label: str, *, notes: NoteRows | None = None,
         "keys     " + " ".join(letters) + "   (or 1-8)",
         "lamps    " + " ".join(lamps),
         f"turn     {chr(0x25CF) if snap['turn_led'] > 0.5 else chr(0x25CB)} {turn}",
+        "mode     " + ("small hands: buttons 1 3 6 8 (hold 1 and 8 for 2 s: all eight)"
+                       if c.small_hands else "eight buttons (hold 1 and 8 for 2 s: small hands)"),
         "",
         f"you      {notes.text('player')}",
         f"AI       {notes.text('ai')}",

@@ -30,8 +30,9 @@ from .encoding import NUM_BUTTONS, PIANO_HIGHEST, PIANO_LOWEST, button_for_pitch
 from .errorlog import ErrorLog
 from .events import InputEvent, InputQueue, Kind
 from .held_notes import HeldNotes
-from .modes import (CUE_QPM, CUE_VELOCITY, SMALL_HANDS_COMBO, ComboWatcher, active_buttons,
-                    cue_for, nearest_active)
+from .copy_game import GAME_QPM, HAPPY_CUE, TRY_AGAIN_CUE, CopyMeGame
+from .modes import (COPY_GAME_COMBO, CUE_QPM, CUE_VELOCITY, SMALL_HANDS_COMBO, ComboWatcher,
+                    active_buttons, cue_for, nearest_active)
 from .outputs import Outputs, RecentNotes
 from .phrase import Note, StepNote, plan_reply, unquantize
 from .reply_timeline import ReplyTimeline
@@ -115,10 +116,13 @@ class Conductor:
         self.small_hands = cfg.panel.small_hands
         self.active_buttons = active_buttons(self.small_hands)
         self.attract.lamps = self.active_buttons
-        self.combos = ComboWatcher([SMALL_HANDS_COMBO])
+        self.combos = ComboWatcher([SMALL_HANDS_COMBO, COPY_GAME_COMBO])
+        self.game: CopyMeGame | None = CopyMeGame() if cfg.turns.mode == "copy" else None
+        self._then: Callable[[float], None] | None = None   # after this reply, if it ends
         self._stats = {"events": 0, "replies": 0, "interrupts": 0, "empty_replies": 0,
                        "lost_releases": 0, "ignored_events": 0, "faults": 0,
-                       "invitations": 0, "mode_changes": 0}
+                       "invitations": 0, "mode_changes": 0, "copies_right": 0,
+                       "copies_wrong": 0}
         self._last_level_check = float("-inf")
         self._up_readings: dict[int, int] = {}          # held button -> "up" readings in a row
         self.heartbeat = time.monotonic()
@@ -178,6 +182,8 @@ class Conductor:
             self._interrupt_ai(ev.time)
             self._last_activity = ev.time
             pitch = self._decode(ev.source, ev.time)
+            if self.game is not None:
+                self.game.press(ev.source, pitch, ev.time)
             self.held.press(("b", ev.source), pitch, self.cfg.panel.velocity, ev.time)
             self._up_readings.pop(ev.source, None)
             self.panel.button_led(ev.source, True)
@@ -194,6 +200,8 @@ class Conductor:
             self.attract.stop()
             self._interrupt_ai(ev.time)
             self._last_activity = ev.time
+            if self.game is not None and not self.held.holds(("k", ev.source)):
+                self.game.press(None, ev.source, ev.time)
             self.held.press(("k", ev.source), ev.source, max(1, min(127, ev.velocity)),
                             ev.time)
         elif ev.kind is Kind.KEY_OFF:
@@ -219,6 +227,8 @@ class Conductor:
         combo_due, fired = self.combos.poll(now)
         if fired == SMALL_HANDS_COMBO:
             self._switch_small_hands(now)
+        elif fired == COPY_GAME_COMBO:
+            self._switch_game(now)
         elif combo_due is not None:
             waits.append(combo_due)
         hold_due = self.held.next_deadline()
@@ -228,6 +238,10 @@ class Conductor:
             wait = self.reply.advance(now)
             if wait is None:
                 self._finish_reply(now)
+                then, self._then = self._then, None
+                if then is not None:
+                    then(now)
+                    return 0.0
             else:
                 waits.append(wait)
         elif self.turn is Turn.PLAYER and self._last_activity is not None \
@@ -235,7 +249,7 @@ class Conductor:
             if self._phrase:
                 due = self._last_activity + self.cfg.turns.pause
                 if now >= due:
-                    self._answer(now)
+                    self._judge_copy(now) if self.game is not None else self._answer(now)
                     return 0.0 if self.turn is Turn.AI else None
                 waits.append(due - now)
             else:
@@ -335,23 +349,79 @@ class Conductor:
             self._play_reply(steps, INVITATION_QPM, a.velocity, now)
             self._stats["invitations"] += 1
 
-    def _switch_small_hands(self, now: float) -> None:
-        """The outer buttons were held together: eight buttons <-> four, with a cue."""
+    def _end_combination(self, now: float) -> None:
+        """A held combination fired: its own notes end, and it is not a phrase to answer."""
         self._interrupt_ai(now)
         for key in list(self.held.keys()):
             if key[0] == "b":
                 self.panel.button_led(key[1], False)
-        self.held.release_everything(now)      # the combination's own notes end here
-        self._phrase.clear()                   # a mode change is not a phrase to answer
+        self.held.release_everything(now)
+        self._phrase.clear()
+        if self.game is not None:
+            self.game.played = []
+
+    def _cue(self, pitches: Sequence[int], buttons: Sequence[int], now: float) -> None:
+        """The box talking (a mode switched, a verdict): quick notes whose lamps sweep over
+        ``buttons``; played like a reply, without MIDI out or recording."""
+        buttons = [buttons[min(i, len(buttons) - 1)] for i in range(len(pitches))]
+        self._play_reply([StepNote(p, i, i + 1) for i, p in enumerate(pitches)], CUE_QPM,
+                         CUE_VELOCITY, now, buttons=buttons, outputs=Outputs())
+
+    # --- the copy-me game (copy_game.py) ----------------------------------------------------
+    def _switch_game(self, now: float) -> None:
+        """Buttons 1 and 2 held together: the copy-me game starts (or stops)."""
+        self._end_combination(now)
+        self._stats["mode_changes"] += 1
+        on = self.game is None
+        self.game = CopyMeGame() if on else None
+        log.info("copy me: %s", "game on" if on else "game off")
+        cue = cue_for(self.active_buttons, on)
+        self._cue([p for p, _b in cue.notes], [b for _p, b in cue.notes], now)
+        self._then = self._show_task if on else None
+
+    def _show_task(self, now: float) -> None:
+        """The AI plays the phrase to copy (a new one, or the same again) and lights it."""
+        game = self.game
+        if game is None:
+            return
+        try:
+            steps = game.steps if game.task is not None and game.steps else \
+                game.next_phrase(self.melody, self.cfg.turns.temperature)
+        except Exception as exc:
+            self.errors.record("the melody model (no phrase to copy this time)", exc)
+            return
+        if not steps:
+            return
+        self._play_reply(steps, GAME_QPM, self.cfg.panel.velocity, now)
+        game.set_task(self.reply.notes, self.reply.buttons)
+
+    def _judge_copy(self, now: float) -> None:
+        """The child's copy ended (a pause): yes or try again, then the next phrase."""
+        self._phrase.clear()
+        if self.game.task is None:                # nothing shown yet: show it first
+            self.game.played = []
+            self._show_task(now)
+            return
+        right, why = self.game.verdict()
+        self._stats["copies_right" if right else "copies_wrong"] += 1
+        log.info("copy me: %s (%s); next phrase %d notes", "right" if right else "try again",
+                 why, self.game.length)
+        if right:
+            self._cue(HAPPY_CUE, self.active_buttons, now)
+        else:
+            self._cue(TRY_AGAIN_CUE, (self.active_buttons[-1], self.active_buttons[0]), now)
+        self._then = self._show_task
+
+    def _switch_small_hands(self, now: float) -> None:
+        """The outer buttons were held together: eight buttons <-> four, with a cue."""
+        self._end_combination(now)
         self.small_hands = not self.small_hands
         self.active_buttons = self.attract.lamps = active_buttons(self.small_hands)
         self._stats["mode_changes"] += 1
         log.info("small hands %s: buttons %s", "on" if self.small_hands else "off",
                  [b + 1 for b in self.active_buttons])
         cue = cue_for(self.active_buttons, self.small_hands)
-        self._play_reply([StepNote(p, i, i + 1) for i, (p, _b) in enumerate(cue.notes)],
-                         CUE_QPM, CUE_VELOCITY, now, buttons=[b for _p, b in cue.notes],
-                         outputs=Outputs())     # a cue is the box talking: not music
+        self._cue([p for p, _b in cue.notes], [b for _p, b in cue.notes], now)
 
     def _play_reply(self, steps: Sequence[StepNote], qpm: float, velocity: int,
                     now: float, *, buttons: Sequence[int] | None = None,
@@ -412,6 +482,7 @@ class Conductor:
         """A press during the AI's turn: every AI note stops now, the player has the turn."""
         if self.turn is Turn.PLAYER:
             return
+        self._then = None             # a reply cut short: what was to follow it is dropped
         self.synth.cancel(AI_TAG)
         self._stats["interrupts"] += 1
         self._finish_reply(t)
@@ -420,6 +491,10 @@ class Conductor:
         """A long silence: the session ends (its recording is written) and the next press
         starts afresh for whoever comes next. The one owner of "session"."""
         self._idle_since, self._last_activity = self._last_activity, None
+        if self.game is not None:
+            log.info("copy me: game over (a long silence); %d right, %d to try again",
+                     self.game.right, self.game.wrong)
+            self.game = None
         try:
             self.genie.reset()
         except Exception as exc:

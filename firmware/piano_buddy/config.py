@@ -64,6 +64,9 @@ class PanelConfig:
 @dataclass(frozen=True)
 class TurnsConfig:
     """When the AI answers, and how."""
+    mode: str = _spec("duet", choices=("duet", "copy"),
+                      help="duet: the AI answers; copy: the copy-me game (buttons 1 and 2 "
+                           "held for 2 s switch it on the box)")
     pause: float = _spec(0.8, lo=0.1, hi=10.0, help="seconds of silence that end the phrase")
     reply_ratio: float = _spec(1.0, lo=0.1, hi=4.0, help="reply length / phrase length")
     reply_min: float = _spec(2.0, lo=0.5, hi=30.0, help="shortest reply, seconds")

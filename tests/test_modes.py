@@ -168,3 +168,62 @@ def test_the_real_box_switches_on_mock_pins():
     finally:
         box.close()
     assert dataclasses.replace(cfg.panel, small_hands=True).small_hands
+
+
+# --- creativity: button 8 held + the knob ------------------------------------------------------
+CW = [(0, 1), (0, 0), (1, 0), (1, 1)]     # (A, B) levels for one clockwise click
+CCW = [(1, 0), (0, 0), (0, 1), (1, 1)]
+
+
+def turn_knob(rig: Rig, clicks: int) -> None:
+    a, b = (rig.factory.pin(g) for g in rig.cfg.panel.volume_encoder)
+    for _ in range(abs(clicks)):
+        for la, lb in (CW if clicks > 0 else CCW):
+            (a.drive_high if la else a.drive_low)()
+            (b.drive_high if lb else b.drive_low)()
+    rig.step()
+
+
+def test_button_8_and_the_knob_set_how_adventurous_the_ai_is_within_the_bounds():
+    rig = Rig(from_dict({"turns": {"creativity_low": 0.5, "creativity_high": 1.5},
+                         "audio": {"period_frames": 256}}), seed=5)
+    seen = {}
+    plain = rig.conductor.melody.continue_phrase
+
+    def spy(primer, steps, temperature, primer_steps=None):
+        seen["temperature"], seen["steps"] = temperature, steps
+        return plain(primer, steps, temperature, primer_steps=primer_steps)
+    rig.conductor.melody.continue_phrase = spy
+    try:
+        c = rig.conductor
+        assert c.creativity.factor == 1.0 or abs(c.creativity.factor - 1.0) < 0.08
+        start = c.creativity.level
+        volume = rig.panel.encoder.steps
+        rig.press(7)
+        turn_knob(rig, 9)                          # past the top: it stops there
+        assert c.creativity.level == 7 and c.creativity.factor == 1.5
+        assert rig.panel.encoder.steps == volume, "the volume does not move meanwhile"
+        assert sum(rig.panel.snapshot()["leds"]) == 8          # the bar: all eight lamps
+        rig.release(7)
+        rig.run(1.6)                                          # the bar goes
+        assert sum(rig.panel.snapshot()["leds"]) == 0
+        for b in (1, 3, 5, 2):
+            rig.tap(b)
+        rig.run_until(lambda: c.turn is Turn.AI, limit=5)
+        hot, long_ = seen["temperature"], seen["steps"]
+        assert hot == 1.5 * c.cfg.turns.temperature
+        rig.run_until(lambda: c.turn is Turn.PLAYER, limit=15)
+        rig.press(7)
+        turn_knob(rig, -20)
+        leds = rig.panel.snapshot()["leds"]
+        assert c.creativity.level == 0 and leds[:7] == [True] + [False] * 6   # 8: held
+        rig.release(7)
+        for b in (1, 3, 5, 2):
+            rig.tap(b)
+        rig.run_until(lambda: c.turn is Turn.AI, limit=5)
+        assert seen["temperature"] == 0.5 * c.cfg.turns.temperature
+        assert seen["steps"] < long_ and start not in (0, 7)
+        turn_knob(rig, 2)                          # without button 8: the volume
+        assert rig.panel.encoder.steps == volume + 2 and c.creativity.level == 0
+    finally:
+        rig.close()

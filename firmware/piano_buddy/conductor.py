@@ -31,8 +31,9 @@ from .errorlog import ErrorLog
 from .events import InputEvent, InputQueue, Kind
 from .held_notes import HeldNotes
 from .copy_game import GAME_QPM, HAPPY_CUE, TRY_AGAIN_CUE, CopyMeGame
-from .modes import (COPY_GAME_COMBO, CUE_QPM, CUE_VELOCITY, SMALL_HANDS_COMBO, ComboWatcher,
-                    active_buttons, cue_for, nearest_active)
+from .modes import (COPY_GAME_COMBO, CREATIVITY_SHOW_SECONDS, CUE_QPM, CUE_VELOCITY,
+                    SMALL_HANDS_COMBO, ComboWatcher, Creativity, active_buttons, cue_for,
+                    nearest_active)
 from .outputs import Outputs, RecentNotes
 from .phrase import Note, StepNote, plan_reply, unquantize
 from .reply_timeline import ReplyTimeline
@@ -119,10 +120,13 @@ class Conductor:
         self.combos = ComboWatcher([SMALL_HANDS_COMBO, COPY_GAME_COMBO])
         self.game: CopyMeGame | None = CopyMeGame() if cfg.turns.mode == "copy" else None
         self._then: Callable[[float], None] | None = None   # after this reply, if it ends
+        self.creativity = Creativity(cfg.turns.creativity_low, cfg.turns.creativity_high)
+        self._bar: list[int] = []                       # lamps showing the creativity level
+        self._bar_until: float | None = None
         self._stats = {"events": 0, "replies": 0, "interrupts": 0, "empty_replies": 0,
                        "lost_releases": 0, "ignored_events": 0, "faults": 0,
                        "invitations": 0, "mode_changes": 0, "copies_right": 0,
-                       "copies_wrong": 0}
+                       "copies_wrong": 0, "creativity_changes": 0}
         self._last_level_check = float("-inf")
         self._up_readings: dict[int, int] = {}          # held button -> "up" readings in a row
         self.heartbeat = time.monotonic()
@@ -210,6 +214,17 @@ class Conductor:
         elif ev.kind is Kind.PEDAL:
             self.held.pedal(ev.velocity >= 64, ev.time)
             self._last_activity = ev.time
+        elif ev.kind is Kind.KNOB:
+            self.attract.stop()
+            self._idle_since = ev.time
+            level = self.creativity.turn(ev.source)
+            self._stats["creativity_changes"] += 1
+            self._hide_bar()
+            self._bar = self.creativity.lamps(self.active_buttons)
+            for b in self._bar:
+                self.panel.button_led(b, True)
+            self._bar_until = ev.time + CREATIVITY_SHOW_SECONDS
+            log.info("creativity %d of 8 (x%.2f)", level + 1, self.creativity.factor)
         elif ev.kind is Kind.DEVICE:
             log.info("MIDI device %s", "connected" if ev.velocity else "disconnected")
 
@@ -224,6 +239,11 @@ class Conductor:
                 self._stats["lost_releases"] += 1
                 self.panel.button_led(source, False)
         waits = []
+        if self._bar_until is not None:
+            if now >= self._bar_until:
+                self._hide_bar()
+            else:
+                waits.append(self._bar_until - now)
         combo_due, fired = self.combos.poll(now)
         if fired == SMALL_HANDS_COMBO:
             self._switch_small_hands(now)
@@ -266,6 +286,12 @@ class Conductor:
             if wait is not None:
                 waits.append(wait)
         return min(waits) if waits else None
+
+    def _hide_bar(self) -> None:
+        """The creativity lamps go; a held button's own lamp stays lit."""
+        for b in self._bar:
+            self.panel.button_led(b, self.held.holds(("b", b)))
+        self._bar, self._bar_until = [], None
 
     def _release_lost_edges(self, now: float) -> None:
         """A held button whose pin reads up at two checks in a row lost its release edge (a
@@ -315,11 +341,14 @@ class Conductor:
         self.turn = Turn.THINKING
         self.panel.turn("thinking")
         t = self.cfg.turns
+        factor = self.creativity.factor      # button 8 + the knob, within the config's bounds
         try:
-            plan = plan_reply(phrase, ratio=t.reply_ratio, min_seconds=t.reply_min,
+            plan = plan_reply(phrase, ratio=min(4.0, max(0.1, t.reply_ratio * factor)),
+                              min_seconds=min(t.reply_max, max(0.5, t.reply_min * factor)),
                               max_seconds=t.reply_max, fallback_qpm=t.fallback_qpm)
             steps = self.melody.continue_phrase(plan.primer, plan.reply_steps,
-                                                t.temperature, primer_steps=plan.primer_steps)
+                                                min(2.0, max(0.05, t.temperature * factor)),
+                                                primer_steps=plan.primer_steps)
         except Exception as exc:
             self.errors.record("the melody model (the player keeps the turn)", exc)
             self.turn = Turn.PLAYER

@@ -68,6 +68,12 @@ class TurnsConfig:
                       help="duet: the AI answers; copy: the copy-me game (buttons 1 and 2 "
                            "held for 2 s switch it on the box)")
     pause: float = _spec(0.8, lo=0.1, hi=10.0, help="seconds of silence that end the phrase")
+    creativity_low: float = _spec(0.6, lo=0.2, hi=1.0,
+                                  help="the least adventurous AI (button 8 held + the knob): "
+                                       "temperature and reply length times this")
+    creativity_high: float = _spec(1.4, lo=1.0, hi=2.5,
+                                   help="the most adventurous AI: temperature and reply length "
+                                        "times this (each kept within its own range)")
     reply_ratio: float = _spec(1.0, lo=0.1, hi=4.0, help="reply length / phrase length")
     reply_min: float = _spec(2.0, lo=0.5, hi=30.0, help="shortest reply, seconds")
     reply_max: float = _spec(8.0, lo=0.5, hi=30.0, help="longest reply, seconds")

@@ -25,12 +25,42 @@ from typing import Iterable, Sequence
 from .encoding import NUM_BUTTONS
 
 HOLD_SECONDS = 2.0
+CREATIVITY_BUTTON = NUM_BUTTONS - 1    # hold button 8 and turn the knob: how adventurous
+CREATIVITY_LEVELS = 8                  # shown as 1-8 lamps lit
+CREATIVITY_SHOW_SECONDS = 1.5          # the lamps show the level this long after a turn
 SMALL_HANDS_BUTTONS = (0, 2, 5, 7)
 SMALL_HANDS_COMBO = frozenset({0, NUM_BUTTONS - 1})
 COPY_GAME_COMBO = frozenset({0, 1})    # buttons 1 and 2: the copy-me game
 CUE_PITCHES = (72, 76, 79, 84)         # C E G C: on rising, off falling
 CUE_QPM = 150.0                        # 16th notes of 0.1 s
 CUE_VELOCITY = 60
+
+
+class Creativity:
+    """How adventurous the AI is: a level 0..7 that scales the melody's temperature and the
+    reply's length by a factor from ``low`` to ``high`` (the config's safe bounds), starting
+    at the level whose factor is nearest 1. Changed by turning the knob while button 8 is
+    held; shown as a bar of lamps."""
+
+    def __init__(self, low: float, high: float) -> None:
+        self.low, self.high = float(low), float(high)
+        self.level = min(range(CREATIVITY_LEVELS), key=lambda i: abs(self._factor(i) - 1.0))
+
+    def _factor(self, level: int) -> float:
+        return self.low + (self.high - self.low) * level / (CREATIVITY_LEVELS - 1)
+
+    @property
+    def factor(self) -> float:
+        return self._factor(self.level)
+
+    def turn(self, steps: int) -> int:
+        self.level = max(0, min(CREATIVITY_LEVELS - 1, self.level + int(steps)))
+        return self.level
+
+    def lamps(self, active: Sequence[int]) -> list[int]:
+        """The lamps of the bar for this level, over the buttons in use."""
+        n = round((self.level + 1) * len(active) / CREATIVITY_LEVELS)
+        return list(active[:max(1, n)])
 
 
 def active_buttons(small_hands: bool) -> tuple[int, ...]:

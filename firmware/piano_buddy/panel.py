@@ -15,6 +15,7 @@ from typing import Callable
 
 from .config import PanelConfig
 from .events import InputEvent, Kind
+from .modes import CREATIVITY_BUTTON
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +106,8 @@ class Panel:
 
     def __init__(self, cfg: PanelConfig, post: Callable[[InputEvent], object], *,
                  clock: Callable[[], float] = time.monotonic, pin_factory=None,
-                 on_volume: Callable[[float], None] | None = None, volume: float = 0.8):
+                 on_volume: Callable[[float], None] | None = None, volume: float = 0.8,
+                 on_creativity: Callable[[int], None] | None = None):
         from gpiozero import LED, Button, PWMLED, RotaryEncoder
 
         self._post, self._clock = post, clock
@@ -121,10 +123,13 @@ class Panel:
         self.turn_led = PWMLED(cfg.turn_led, **kw)
         self.encoder = None
         self._on_volume = on_volume
-        if cfg.volume_encoder and on_volume is not None:
+        self._on_creativity = on_creativity
+        self._knob_steps = 0
+        if cfg.volume_encoder and (on_volume is not None or on_creativity is not None):
             a, b_pin = cfg.volume_encoder
             self.encoder = RotaryEncoder(a, b_pin, max_steps=20, **kw)
             self.encoder.steps = round(volume * 40 - 20)
+            self._knob_steps = self.encoder.steps
             self.encoder.when_rotated = self._volume_changed
         self._devices = [*self.buttons, *self.leds, self.turn_led] + (
             [self.encoder] if self.encoder else [])
@@ -140,8 +145,18 @@ class Panel:
         return handler
 
     def _volume_changed(self, _device=None):
-        if self.encoder is not None and self._on_volume is not None:
-            self._on_volume((self.encoder.steps + 20) / 40)
+        """The knob turned: the volume, or - while button 8 is held - how adventurous the
+        AI is (the box has no pin left for the knob's push switch; hardware/pins.toml)."""
+        if self.encoder is None:
+            return
+        steps = self.encoder.steps
+        delta, self._knob_steps = steps - self._knob_steps, steps
+        if (self._on_creativity is not None and delta
+                and self.buttons[CREATIVITY_BUTTON].is_pressed):
+            self.encoder.steps = self._knob_steps = steps - delta   # the volume stays
+            self._on_creativity(delta)
+        elif self._on_volume is not None:
+            self._on_volume((steps + 20) / 40)
 
     def is_pressed(self, button: int) -> bool:
         """The button's level now (the conductor's safety net against a lost release edge)."""

@@ -369,7 +369,8 @@ def render_view(box, audio_label: str, *, notes: NoteRows | None = None,
         "lamps    " + " ".join(lamps),
         f"turn     {chr(0x25CF) if snap['turn_led'] > 0.5 else chr(0x25CB)} {turn}",
         "mode     " + ("small hands: buttons 1 3 6 8 (hold 1 and 8 for 2 s: all eight)"
-                       if c.small_hands else "eight buttons (hold 1 and 8 for 2 s: small hands)"),
+                       if c.small_hands else "eight buttons (hold 1 and 8 for 2 s: small hands)")
+        + f"; AI creativity {c.creativity.level + 1} of 8",
         "game     " + (f"copy me: watch the lamps, then play the {c.game.length} notes back "
                        f"({c.game.right} right so far; hold 1 and 2 for 2 s to stop)"
                        if c.game is not None else "duet (hold 1 and 2 for 2 s: copy me)"),

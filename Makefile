@@ -16,7 +16,7 @@ SYSTEM_PACKAGES ?= gcc g++ pkg-config swig python3-dev python3-venv libasound2-d
 # (FluidR3 GM in FluidSynth) that the voice is compared with (make voice-report too; the box
 # never needs it).
 TEST_SYSTEM_PACKAGES ?= jackd2 libasound2-plugins libjack-jackd2-0 systemd shellcheck \
-                        fluidsynth fluid-soundfont-gm
+                        fluidsynth fluid-soundfont-gm rt-tests
 SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 

@@ -120,8 +120,9 @@ bench: test-venv  ## measure every timing target; a table, one summary line, out
 models: train-venv  ## train both models from the music21 corpus and export the .tflite files
 	$(TRAIN_PY) -m models_tflite.training.build
 
-eval: train-venv  ## print the metric tables of the committed models
+eval: train-venv  ## print the metric tables of the committed models (and of the harmonizer)
 	$(TRAIN_PY) -m models_tflite.training.evaluate
+	$(TRAIN_PY) -m models_tflite.training.harmony_eval
 
 clean:  ## remove build output (keeps the virtual environments)
 	rm -rf build out .pytest_cache

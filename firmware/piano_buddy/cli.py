@@ -60,6 +60,8 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=7,
                       help="random seed of the player and the AI (default: 7)")
     demo.add_argument("--no-play", action="store_true", help="do not play it through ALSA")
+    demo.add_argument("--harmony", action="store_true",
+                      help="the AI accompanies the player too (writes duet-harmony.*)")
     sub.add_parser("check", parents=[common],
                    help="installer's dry run: validate the config, the pin map and the models "
                         "without starting the box (exit 2 config, 3 model)")
@@ -152,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_selftest(cfg, press_timeout=args.timeout)
         if command == "demo":
             from .demo import run_demo
-            return run_demo(cfg, args.out, seed=args.seed, play=not args.no_play)
+            return run_demo(cfg, args.out, seed=args.seed, play=not args.no_play,
+                            harmony=args.harmony)
         mode, why = getattr(args, "mode", "auto"), "chosen with --mode"
         if mode == "auto":
             from .panel import has_gpio

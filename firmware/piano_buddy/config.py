@@ -140,6 +140,16 @@ class RecordingConfig:
 
 
 @dataclass(frozen=True)
+class HarmonyConfig:
+    """The AI accompanying the player: a bass note and a chord under the melody."""
+    enabled: bool = _spec(False, help="accompany the player (buttons 7 and 8 held for 2 s "
+                                      "switch it on the box)")
+    level: float = _spec(0.5, lo=0.1, hi=0.9, help="the accompaniment's loudness against the "
+                                                   "melody's (velocity ratio)")
+    reply: bool = _spec(True, help="harmonize the AI's reply the same way")
+
+
+@dataclass(frozen=True)
 class AttractConfig:
     """A museum box with nobody at it invites the next visitor."""
     after_minutes: float = _spec(5.0, lo=0.0, hi=1440.0,
@@ -166,6 +176,7 @@ class Config:
     models: ModelsConfig = field(default_factory=ModelsConfig)
     midi: MidiConfig = field(default_factory=MidiConfig)
     recording: RecordingConfig = field(default_factory=RecordingConfig)
+    harmony: HarmonyConfig = field(default_factory=HarmonyConfig)
     attract: AttractConfig = field(default_factory=AttractConfig)
     stats: StatsConfig = field(default_factory=StatsConfig)
 

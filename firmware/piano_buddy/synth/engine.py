@@ -372,6 +372,7 @@ class Synth:
     def _start(self, v: int, note: tuple, frame: int) -> None:
         pitch, velocity, tag, stamp = note
         self.voices.start(v, pitch, velocity, tag, frame)
+        self.output.strikes += 1              # (the compressor may follow a new strike)
         i = self._started_count % STARTED_RING
         self._started_stamp[i] = np.nan if stamp is None else stamp
         self._started_frame[i] = frame

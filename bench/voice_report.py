@@ -141,7 +141,7 @@ ROWS = (
     ("16-note chord v127, fall from 0.2 to 2.9 s", "chord_fall", " dB"),
     ("velocity 40 / 80 re 120, A-weighted, C4", "velocity", " dB"),
     ("melody peak at v90/v100/v127 (reverb on, ceiling -6 dBFS)", "melody_peak", " dBFS"),
-    ("fundamental's share of partials 1-20 at 0.3 s, A0/C2/G2/C3/D3", "fundamental_share", ""),
+    ("fundamental's share of partials 1-20 at 0.3 s, A0/C2/G2/C3/D3", "fundamental_share", " share"),
     ("mash (v127 every 100 ms): compressor change per strike, largest in strikes 1-3 / all",
      "mash_comp_step", " dB"),
     ("same, the limiter's lowest gain in strikes 1-3 / from strike 11", "mash_limiter", " dB"),
@@ -154,8 +154,8 @@ def _cell(value, unit):
     if isinstance(value, (list, tuple)) and value and isinstance(value[0], tuple):
         return " / ".join(f"{a:.1f}->{b:.1f}" for a, b in value)
     if isinstance(value, (list, tuple)):
-        digits = 2 if unit == " s" else (0 if unit == " Hz" else 1)
-        return _fmt(value, digits) + unit
+        digits = 2 if unit in (" s", " share") else (0 if unit == " Hz" else 1)
+        return _fmt(value, digits) + ("" if unit == " share" else unit)
     return f"{value:.1f}{unit}"
 
 

@@ -1,25 +1,30 @@
 """The synth: note commands in from any thread, one int16 block out per ``render()`` call.
 
 Real-time rules of the render path (the audio thread): every array it touches is allocated
-here in ``__init__``; each block is a fixed sequence of numpy calls with ``out=`` over all
-voices at once (no per-sample Python loop, no per-voice loop except for the rare stage
-changes and commands); no locks (commands come through the lock-free ``CommandQueue``), no
-logging, no exceptions on a full queue.
+here in ``__init__``; each block is a fixed sequence of numpy calls into preallocated
+arrays over all voices at once (no per-sample Python loop, no per-voice loop except for
+the rare stage changes and commands); no locks (commands come through the lock-free
+``CommandQueue``), no logging, no exceptions on a full queue. The box renders 64-frame
+blocks, 750 a second, so the number of calls counts as much as their work: ufuncs take
+their output positionally (the ``out=`` keyword costs ~0.3 us a call), every operand has
+the output's shape and dtype (a broadcast or a cast makes numpy buffer), and the views a
+full block needs are made once.
 
 How a block is made: commands are drained at the block's start; the block is then split at
 the frames of scheduled commands (``at_frame``) so the AI's notes start on their exact
 sample, and each piece ("segment") is rendered by ``_render_segment``:
 
-1. envelopes: every voice's level and every oscillator row's own decay at the segment's
-   end (one formula each);
-2. gains: for each channel and oscillator row, the gain at the segment's start and its
-   slope per frame (amplitude x pan x envelope), a small matrix W;
-3. oscillators: table phase for every frame and row from one matmul, then one gather of
-   interleaved (sample, slope) pairs and linear interpolation, always over all rows, so
-   every operand has the same shape (numpy then allocates no iteration buffer) and the
-   cost is the same whether one key or sixteen are down;
-4. mix: ``X @ W^T`` sums all rows with their gains and gain slopes in one BLAS call, so the
-   per-sample gain ramp costs two vector operations on the mix instead of one per row.
+1. envelopes: every voice's level at the segment's end (one formula; skipped while every
+   voice is held or idle) and whether a stage ends in it (a frame known in advance);
+2. gains: every row's gain decays by its own factor; times its voice's level, that is the
+   gain at the segment's end, and the change from its start: a small matrix W;
+3. oscillators: table phase for every frame and row from one matmul, rounded to the table
+   index with a magic constant (no float-to-int conversion), then one gather of
+   interleaved (midpoint, slope) pairs weighted by [1, fraction - 0.5], always over all
+   rows, so every operand has the same shape and the cost is the same whether one key or
+   sixteen are down;
+4. mix: ``pairs @ W^T`` sums all rows' samples and slope parts with their gains and gain
+   changes in one BLAS call; the per-sample gain ramp is one multiply and a tiny matmul.
 The room (``reverb.Reverb``, when enabled), then the volume knob, compressor, limiter and
 the int16 conversion follow (``limiter.OutputStage``).
 """

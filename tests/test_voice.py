@@ -100,9 +100,9 @@ def test_a_mash_is_compressed_smoothly_and_never_passes_the_ceiling(block_frames
 
 
 def test_a_dense_chord_is_compressed_smoothly_and_never_passes_the_ceiling():
-    """16 keys struck at once at v127: the compressor takes the chord over from the limiter
-    within 0.1 s, in one smooth, monotone glide (under 1 dB per 1.3 ms block, never back
-    up while the chord is loud), and the output never exceeds the ceiling."""
+    """16 keys struck at once at v127: the compressor comes down by over 6 dB within 0.1 s,
+    in one smooth, monotone glide (under 1 dB per 1.3 ms block, never back up while the
+    chord is loud), and the output never exceeds the ceiling."""
     synth = Synth(voices=16, reverb=True, block_frames=64)
     for p in range(36, 36 + 16 * 3, 3):
         synth.note_on(p, 127)

@@ -8,10 +8,11 @@ ducks hard at every new strike of a mash. The compressor follows the mix's smoot
 peaks under ``COMP_PEAK_TARGET``. Its gain may fall slowly by itself
 (``COMP_MAX_DOWN_DB_S``) and faster only as far as new strikes allow: every note started
 (the synth counts them in ``strikes``) lets it catch up by ``COMP_STRIKE_DB`` more (30 ms
-time constant), so a mash gets quieter by well under 1 dB per strike from its very first
-strikes on, while one big chord (many strikes at once) is taken over from the limiter within
-~0.1 s; it recovers at ``COMP_MAX_UP_DB_S``, so a chord's decay still shows. The limiter is
-left for the first milliseconds of a sudden loud block.
+time constant), so a mash gets quieter by under 1 dB per strike from its very first
+strike on, while one big chord (many strikes at once) lets it come down ~9 dB within
+~0.1 s; it recovers at ``COMP_MAX_UP_DB_S``, so a chord's decay still shows. The limiter
+is left for sudden loud blocks: a single v127 note's attack, the first strikes of a mash,
+a chord's first few tenths of a second.
 
 Why this shape: the mix is computed a whole block before it is played, so the limiter can
 see the block's peak and lower its gain before the loud samples go out (no overshoot

@@ -140,6 +140,21 @@ class RecordingConfig:
 
 
 @dataclass(frozen=True)
+class KeysConfig:
+    """USB keyboards or a Makey Makey as the eight buttons (key_buttons.py)."""
+    enabled: bool = _spec(True, help="a plugged-in USB keyboard or Makey Makey plays the buttons")
+    map: tuple[str, ...] = _spec(
+        default_factory=lambda: ("KEY_LEFT", "KEY_UP", "KEY_DOWN", "KEY_RIGHT", "KEY_SPACE",
+                                 "BTN_LEFT", "KEY_W", "KEY_A"),
+        help="the keys of buttons 1-8 (Linux key names; the default is a Makey Makey's "
+             "front: arrows, space, click, then w and a)")
+    devices: tuple[str, ...] = _spec(
+        default_factory=lambda: ("/dev/input/by-id/*-event-kbd",
+                                 "/dev/input/by-id/*-event-mouse"),
+        help="input devices looked for every 2 s (glob patterns)")
+
+
+@dataclass(frozen=True)
 class HarmonyConfig:
     """The AI accompanying the player: a bass note and a chord under the melody."""
     enabled: bool = _spec(False, help="accompany the player (buttons 7 and 8 held for 2 s "
@@ -176,6 +191,7 @@ class Config:
     models: ModelsConfig = field(default_factory=ModelsConfig)
     midi: MidiConfig = field(default_factory=MidiConfig)
     recording: RecordingConfig = field(default_factory=RecordingConfig)
+    keys: KeysConfig = field(default_factory=KeysConfig)
     harmony: HarmonyConfig = field(default_factory=HarmonyConfig)
     attract: AttractConfig = field(default_factory=AttractConfig)
     stats: StatsConfig = field(default_factory=StatsConfig)
@@ -184,6 +200,10 @@ class Config:
 def _check_value(key: str, value: Any, hint: Any, meta: dict) -> Any:
     """Convert and check one value against its annotation and range; name it on failure."""
     origin = get_origin(hint)
+    if origin is tuple and get_args(hint)[0] is str:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{key} = {value!r}: expected a list of strings in quotes")
+        return tuple(value)
     if origin is tuple:
         if not isinstance(value, list) or not all(
                 isinstance(v, int) and not isinstance(v, bool) for v in value):
@@ -258,6 +278,12 @@ def _check_whole(cfg: Config) -> None:
                          ("panel.button_leds", p.button_leds, NUM_BUTTONS)):
         if len(pins) != n:
             raise ConfigError(f"{key} = {list(pins)!r}: expected exactly {n} pins")
+    if len(cfg.keys.map) != NUM_BUTTONS:
+        raise ConfigError(f"keys.map = {list(cfg.keys.map)!r}: expected exactly "
+                          f"{NUM_BUTTONS} key names")
+    from .key_buttons import keycodes_for
+    if len(keycodes_for(cfg.keys.map)) != NUM_BUTTONS:
+        raise ConfigError(f"keys.map = {list(cfg.keys.map)!r}: a key is named twice")
     if p.volume_encoder and len(p.volume_encoder) != 2:
         raise ConfigError(f"panel.volume_encoder = {list(p.volume_encoder)!r}: "
                           "expected [A, B] or []")
@@ -348,5 +374,5 @@ def _toml(v: Any) -> str:
     if isinstance(v, str):
         return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
     if isinstance(v, tuple):
-        return "[" + ", ".join(map(str, v)) + "]"
+        return "[" + ", ".join(map(_toml, v)) + "]"
     return repr(v)

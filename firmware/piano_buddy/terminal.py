@@ -536,7 +536,8 @@ def run_simulator(cfg: Config, stop: threading.Event, why: str = "") -> int:
             cfg.stats, folder=str(counts_folder(cfg))))
     factory = mock_factory()
     box = Box(cfg, pin_factory=factory, open_sink=open_sink, audio_label=label,
-              use_recorder=folder is not None)
+              use_recorder=folder is not None,
+              use_keys=False)      # the simulator reads this keyboard itself
     quiet = quiet_alsa_errors()      # MIDI and audio retries must not print over the view
     quiet.__enter__()
     fd = sys.stdin.fileno()

@@ -123,10 +123,32 @@ def connected(posted: Posted, n: int = 1):
     return lambda ev: sum(1 for e in ev if e.kind is Kind.DEVICE and e.velocity == 1) >= n
 
 
+def jack_connections() -> dict[str, list[str]]:
+    """Each JACK port -> the ports it is connected to (``jack_lsp -c`` on the test's server,
+    named by JACK_DEFAULT_SERVER)."""
+    out = subprocess.run(["jack_lsp", "-c"], capture_output=True, text=True, timeout=10).stdout
+    ports: dict[str, list[str]] = {}
+    current = None
+    for line in out.splitlines():
+        if line[:1].isspace() and current is not None:
+            ports[current].append(line.strip())
+        elif line.strip():
+            current = line.strip()
+            ports[current] = []
+    return ports
+
+
 def plugged(posted: Posted, n: int = 1, timeout: float = 5.0) -> None:
-    """Wait for the n-th DEVICE connect; then one more moment, because JACK applies a new
-    connection at a later cycle (a message sent at once can go nowhere; not so with USB)."""
+    """Wait for the n-th DEVICE connect, then until JACK's graph has the new connection: JACK
+    applies it at a later cycle, and a busy machine makes that late (a message sent before
+    goes nowhere; not so with USB)."""
     posted.wait_for(connected(posted, n), timeout=timeout)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(p.startswith("Piano Buddy In") for links in jack_connections().values()
+               for p in links):
+            break
+        time.sleep(0.02)
     time.sleep(0.05)
 
 

@@ -444,13 +444,17 @@ class Conductor:
     def _end_combination(self, now: float) -> None:
         """A held combination fired: its own notes end, and it is not a phrase to answer."""
         self._interrupt_ai(now)
+        self._release_held(now)
+        self._phrase.clear()
+        if self.game is not None:
+            self.game.played = []
+
+    def _release_held(self, now: float) -> None:
+        """Every held key's note ends now, and the held buttons' lamps go dark."""
         for key in list(self.held.keys()):
             if key[0] == "b":
                 self.panel.button_led(key[1], False)
         self.held.release_everything(now)
-        self._phrase.clear()
-        if self.game is not None:
-            self.game.played = []
 
     def _cue(self, pitches: Sequence[int], buttons: Sequence[int], now: float) -> None:
         """The box talking (a mode switched, a verdict): quick notes whose lamps sweep over
@@ -607,10 +611,7 @@ class Conductor:
         now = self.clock()
         if self.turn is not Turn.PLAYER:
             self._interrupt_ai(now)
-        for key in list(self.held.keys()):
-            if key[0] == "b":
-                self.panel.button_led(key[1], False)
-        self.held.release_everything(now)
+        self._release_held(now)
         self.attract.stop()
         self.combos.reset()
         self._phrase.clear()            # a panic or a shutdown: no reply follows

@@ -150,7 +150,7 @@ m = MelodyModel(rng=np.random.default_rng(5), prefer=backend)
 primer = [StepNote(p, 2 * i, 2 * i + 2) for i, p in enumerate([60, 62, 64, 65, 67])]
 out["melody"] = [list(n) for n in m.continue_phrase(primer, 32, 0.0)]
 m.reset()
-out["melody_logits"] = m._step(2 + 12).tolist()
+out["melody_logits"] = m._step(2 + 12, 1).tolist()
 from piano_buddy.genie import GenieDecoder
 g = GenieDecoder(rng=np.random.default_rng(5), prefer=backend)
 out["genie"] = [g.press(b, 0.2 * i, temperature=0.0) for i, b in

@@ -186,7 +186,10 @@ def test_both_runtimes_load_both_models_and_agree():
     tflr = _probe(TFLR_PY, "tflite_runtime")
     assert litert["backend"] == "ai_edge_litert" and tflr["backend"] == "tflite_runtime"
     assert litert["melody"], "empty reply"
-    np.testing.assert_allclose(tflr["melody_logits"], litert["melody_logits"], atol=1e-3)
+    # int8-weight kernels: the float twin of this melody model agrees to 2e-6 in both
+    # runtimes, the committed int8-weight file by 0.02-0.04 a logit (measured on its first
+    # steps; the model without bar positions happened to agree to 1e-3)
+    np.testing.assert_allclose(tflr["melody_logits"], litert["melody_logits"], atol=0.1)
     assert tflr["melody"] == litert["melody"]  # argmax replies: same notes in both
     assert "genie" in litert and "genie" in tflr
     # The int8 kernels of the two runtimes quantize activations differently: logits differ

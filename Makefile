@@ -16,7 +16,7 @@ SYSTEM_PACKAGES ?= gcc g++ pkg-config swig python3-dev python3-venv libasound2-d
 # (FluidR3 GM in FluidSynth) that the voice is compared with (make voice-report too; the box
 # never needs it).
 TEST_SYSTEM_PACKAGES ?= jackd2 libasound2-plugins libjack-jackd2-0 systemd shellcheck \
-                        fluidsynth fluid-soundfont-gm
+                        fluidsynth fluid-soundfont-gm rt-tests
 SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 
@@ -120,8 +120,9 @@ bench: test-venv  ## measure every timing target; a table, one summary line, out
 models: train-venv  ## train both models from the music21 corpus and export the .tflite files
 	$(TRAIN_PY) -m models_tflite.training.build
 
-eval: train-venv  ## print the metric tables of the committed models
+eval: train-venv  ## print the metric tables of the committed models (and of the harmonizer)
 	$(TRAIN_PY) -m models_tflite.training.evaluate
+	$(TRAIN_PY) -m models_tflite.training.harmony_eval
 
 clean:  ## remove build output (keeps the virtual environments)
 	rm -rf build out .pytest_cache

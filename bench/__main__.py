@@ -15,7 +15,7 @@ from pathlib import Path
 
 from . import Figure
 
-AREAS = ["bench_models", "bench_synth", "bench_audio", "bench_latency", "bench_turns",
+AREAS = ["bench_models", "bench_synth", "bench_audio", "bench_latency", "bench_turns", "bench_game",
          "bench_firmware"]
 LIBRARIES = ["numpy", "ai-edge-litert", "tflite-runtime", "gpiozero", "mido", "pyalsaaudio",
              "python-rtmidi"]

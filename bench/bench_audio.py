@@ -46,6 +46,37 @@ def _thread_cpu(thread) -> float:
     return time.clock_gettime(time.pthread_getcpuclockid(thread._thread.ident))
 
 
+def wakeup_latency(seconds: float) -> Figure | None:
+    """The machine itself: how late a SCHED_FIFO thread that only sleeps and wakes is woken
+    (``cyclictest`` from Debian's rt-tests, priority 80, 1 ms interval, every core). No audio
+    buffer shorter than this worst case, less one period, can play without underruns here,
+    whatever the firmware does: it is the kernel's and the hypervisor's. None where cyclictest
+    is missing or may not use real-time priority."""
+    import re
+    import shutil
+    import subprocess
+    import tempfile
+
+    if shutil.which("cyclictest") is None:
+        print("cyclictest not found (Debian package rt-tests): wake-up latency not measured",
+              file=sys.stderr)
+        return None
+    with tempfile.NamedTemporaryFile(suffix=".hist") as hist:
+        done = subprocess.run(["cyclictest", "-m", "-S", "-p", "80", "-i", "1000", "-q",
+                               "-D", str(int(seconds)), "-h", "20000",
+                               f"--histfile={hist.name}"],
+                              capture_output=True, text=True, timeout=seconds + 30)
+        text = open(hist.name).read()
+    found = re.search(r"^# Max Latencies:(.*)$", text, re.M)
+    if done.returncode != 0 or not found:
+        print(f"cyclictest failed ({done.stderr.strip()[:200]}): wake-up latency not measured",
+              file=sys.stderr)
+        return None
+    worst_us = max(int(v) for v in found.group(1).split())
+    return Figure("audio", "real-time wake-up latency, worst (cyclictest)", worst_us / 1000,
+                  "ms", note=f"{seconds:g} s, FIFO 80, all cores; the machine, not the firmware")
+
+
 def run(quick: bool) -> list[Figure]:
     from piano_buddy.audio_out import AlsaSink, AudioThread
     from tests.audio_rig import JackServer, jack_missing_reason
@@ -94,7 +125,8 @@ def run(quick: bool) -> list[Figure]:
     stream_s = (f1 - f0) / RATE
     wall_s = t1 - t0
     note = f"JACK dummy {RATE} Hz, {PERIOD}-frame periods x4, {seconds:g} s"
-    return [
+    machine = wakeup_latency(3.0 if quick else 20.0)
+    return [*([machine] if machine else []),
         Figure("audio", "xruns in steady state", x1 - x0, "count", 0, note=note),
         Figure("audio", "write-loop CPU (audio thread, no synth)",
                100 * (c1 - c0) / wall_s, "% core", 3.0,

@@ -94,7 +94,8 @@ def run(quick: bool = False) -> list[Figure]:
         periods=int(os.environ.get("BENCH_PERIODS", cfg.audio.periods)))
     cfg = dataclasses.replace(cfg, audio=audio,
                               midi=dataclasses.replace(cfg.midi, enabled=False),
-                              recording=dataclasses.replace(cfg.recording, enabled=False))
+                              recording=dataclasses.replace(cfg.recording, enabled=False),
+                              stats=dataclasses.replace(cfg.stats, enabled=False))
     PERIOD = audio.period_frames
     presses = 40 if quick else 200
     replies = 3 if quick else 10

@@ -302,8 +302,15 @@ def main(argv=None) -> int:
     """Analyse, calibrate, write the table."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=TABLE)
+    parser.add_argument("--calibrate-only", action="store_true",
+                        help="keep the analysis in the committed table, redo only the trims "
+                             "set by rendering our synth (after a change to the synth)")
+    parser.add_argument("--rounds", type=int, default=6)
     args = parser.parse_args(argv)
-    table = calibrate(analyse())
+    if args.calibrate_only:
+        table = calibrate(json.loads(TABLE.read_text()), rounds=args.rounds)
+    else:
+        table = calibrate(analyse(), rounds=args.rounds)
     _write(table, args.out)
     print(f"wrote {args.out} ({args.out.stat().st_size // 1024} KB)")
     return 0

@@ -29,7 +29,8 @@ def steady_tone(synth):
     from piano_buddy.synth.timbre import ROWS_PER_VOICE, STRIKE_ROW
     synth.render()
     synth.voices.row_rate[:] = 0.0
-    synth.voices.amp_pan[:, STRIKE_ROW::ROWS_PER_VOICE] = 0.0
+    synth.voices.row_d2[:] = 1.0
+    synth.voices.gain2[:, STRIKE_ROW::ROWS_PER_VOICE] = 0.0
     return synth
 
 

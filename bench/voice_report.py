@@ -21,6 +21,8 @@ from . import voice_measures as vm
 from .voice_render import SR, reference_available, render_ours, render_reference
 
 C2, C3, C4, A4, C5, C6, C7, C8, A0 = 36, 48, 60, 69, 72, 84, 96, 108, 21
+G2, D3 = 43, 50
+BASS = (A0, C2, G2, C3, D3)
 HELD = (C2, C4, C6)
 LEVEL_KEYS = (A0, C2, C3, C4, A4, C5, C6, C7, C8)
 HOLD_S = 12.0
@@ -69,7 +71,37 @@ def measure_instrument(render) -> dict:
     m["chord_fall"] = vm.fall_db(chord, SR, 0.2, 2.9)
     vel = {v: vm.a_weighted_db(_held(render, C4, v, 1.0), SR) for v in (40, 80, 120)}
     m["velocity"] = [vel[40] - vel[120], vel[80] - vel[120]]
+    m["fundamental_share"] = [fundamental_share(_held(render, p, seconds=1.0), p) for p in BASS]
     return m
+
+
+def fundamental_share(x: np.ndarray, pitch: int) -> float:
+    """The fundamental's share of the energy of partials 1-20 at 0.3 s (0..1)."""
+    _, amps = vm.partials(x, SR, pitch, t=0.3, n_max=20)
+    power = 10 ** (amps[np.isfinite(amps)] / 10)
+    return float(power[0] / power.sum())
+
+
+def mash_gains(block_frames: int = 64, strikes: int = 40, seed: int = 3):
+    """A child hammering: a v127 strike every 100 ms on random keys (C2-F6), 16 voices, the
+    room on, the same synth block by block as the offline renderer drives it. Returns the
+    compressor's gain (dB) just before each strike and after the last, the limiter's lowest
+    gain (dB) in each strike's 100 ms, and the output's peak (int16)."""
+    from piano_buddy.synth import Synth
+    rng = np.random.default_rng(seed)
+    synth = Synth(voices=16, reverb=True, block_frames=block_frames)
+    per_strike = int(0.1 * SR) // synth.block_frames
+    comp, limiter, peak = [], [], 0
+    for _ in range(strikes):
+        comp.append(synth.output.comp_gain_db)
+        synth.note_on(int(rng.integers(36, 90)), 127)
+        low = 1.0
+        for _ in range(per_strike):
+            peak = max(peak, int(np.max(np.abs(synth.render().astype(np.int32)))))
+            low = min(low, synth.output.limiter_gain)
+        limiter.append(20 * math.log10(low))
+    comp.append(synth.output.comp_gain_db)
+    return np.array(comp), np.array(limiter), peak
 
 
 def melody_peak_dbfs(velocity: int = 100) -> float:
@@ -82,6 +114,10 @@ def melody_peak_dbfs(velocity: int = 100) -> float:
 def measure_all(with_reference: bool = True) -> dict:
     ours = measure_instrument(render_ours)
     ours["melody_peak"] = [melody_peak_dbfs(v) for v in (90, 100, 127)]
+    comp, limiter, _ = mash_gains()
+    steps = np.abs(np.diff(comp))
+    ours["mash_comp_step"] = [float(steps[:3].max()), float(steps.max())]
+    ours["mash_limiter"] = [float(limiter[:3].min()), float(limiter[10:].min())]
     ref = measure_instrument(render_reference) if with_reference else None
     return {"ours": ours, "reference": ref}
 
@@ -105,6 +141,10 @@ ROWS = (
     ("16-note chord v127, fall from 0.2 to 2.9 s", "chord_fall", " dB"),
     ("velocity 40 / 80 re 120, A-weighted, C4", "velocity", " dB"),
     ("melody peak at v90/v100/v127 (reverb on, ceiling -6 dBFS)", "melody_peak", " dBFS"),
+    ("fundamental's share of partials 1-20 at 0.3 s, A0/C2/G2/C3/D3", "fundamental_share", " share"),
+    ("mash (v127 every 100 ms): compressor change per strike, largest in strikes 1-3 / all",
+     "mash_comp_step", " dB"),
+    ("same, the limiter's lowest gain in strikes 1-3 / from strike 11", "mash_limiter", " dB"),
 )
 
 
@@ -114,8 +154,8 @@ def _cell(value, unit):
     if isinstance(value, (list, tuple)) and value and isinstance(value[0], tuple):
         return " / ".join(f"{a:.1f}->{b:.1f}" for a, b in value)
     if isinstance(value, (list, tuple)):
-        digits = 2 if unit == " s" else (0 if unit == " Hz" else 1)
-        return _fmt(value, digits) + unit
+        digits = 2 if unit in (" s", " share") else (0 if unit == " Hz" else 1)
+        return _fmt(value, digits) + ("" if unit == " share" else unit)
     return f"{value:.1f}{unit}"
 
 
@@ -147,6 +187,12 @@ def targets(m: dict) -> list[tuple[str, bool, str]]:
                 f"{ours['chord_fall']:.1f} dB"))
     peak = ours["melody_peak"][1]
     out.append(("single melody at v100 peaks -9..-6 dBFS", -9 <= peak <= -6, f"{peak:.1f} dBFS"))
+    share = ours["fundamental_share"]
+    out.append(("bass energy in partials 2-20 (fundamental under 1/3), A0/C2/G2/C3/D3",
+                all(v < 1 / 3 for v in share), _fmt(share, 2)))
+    step = ours["mash_comp_step"]
+    out.append(("compressor moves <= 1 dB per strike in a mash, from the first strike",
+                max(step) <= 1.0, _fmt(step, 2) + " dB"))
     return out
 
 

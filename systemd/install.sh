@@ -95,16 +95,17 @@ ensure_user() {
     fi
     local prefix=()
     [ -n "$ROOT" ] && prefix=(--prefix "$ROOT")
-    # The unit names the gpio group; plain Debian has none (Raspberry Pi OS does).
-    for g in audio gpio; do
+    # The unit names the gpio group; plain Debian has none (Raspberry Pi OS does). input: a
+    # USB keyboard or Makey Makey as the buttons.
+    for g in audio gpio input; do
         grep -q "^$g:" "$ROOT/etc/group" || groupadd "${prefix[@]}" --system "$g"
     done
     if grep -q "^$NAME:" "$passwd"; then
-        usermod "${prefix[@]}" -a -G audio,gpio "$NAME"
+        usermod "${prefix[@]}" -a -G audio,gpio,input "$NAME"
     else
-        say "adding system user $NAME (groups audio, gpio)"
+        say "adding system user $NAME (groups audio, gpio, input)"
         useradd "${prefix[@]}" --system --user-group --no-create-home \
-            --home-dir "/var/lib/$NAME" --shell /usr/sbin/nologin --groups audio,gpio "$NAME"
+            --home-dir "/var/lib/$NAME" --shell /usr/sbin/nologin --groups audio,gpio,input "$NAME"
     fi
 }
 

@@ -124,6 +124,8 @@ def quiet_config(**audio) -> Config:
     return dataclasses.replace(
         cfg, midi=dataclasses.replace(cfg.midi, enabled=False),
         recording=dataclasses.replace(cfg.recording, enabled=False),
+        stats=dataclasses.replace(cfg.stats, enabled=False),
+        keys=dataclasses.replace(cfg.keys, enabled=False),
         audio=dataclasses.replace(cfg.audio, **audio))
 
 

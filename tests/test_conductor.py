@@ -207,3 +207,57 @@ def test_same_seed_same_duet():
         finally:
             r.close()
     assert duet() == duet()
+
+
+def test_a_reply_is_planned_and_shown_in_onset_order():
+    """Defect: the reply's notes were sorted as tuples (pitch first), so the copy-me encoder
+    read the melody in pitch order and lit buttons for a melody nobody played."""
+    rig = Rig(seed=8)
+    seen = []
+    plan = rig.conductor.copy_me
+    rig.conductor.copy_me = lambda notes: seen.append(list(notes)) or plan(notes)
+    try:
+        for b in (6, 1, 4, 2, 7):
+            rig.tap(b)
+        rig.run_until(lambda: rig.conductor.turn is Turn.AI, limit=5)
+        (notes,) = seen
+        assert [n.start for n in notes] == sorted(n.start for n in notes)
+        assert [n.pitch for n in notes] != sorted(n.pitch for n in notes)   # not a scale up
+        assert list(rig.conductor.reply.notes) == notes
+    finally:
+        rig.close()
+
+
+def test_pressing_the_lit_buttons_through_the_box_plays_the_replys_shape():
+    """Copy-me end to end: the lamps the box lights for a reply, pressed at the reply's
+    onsets on the box's own pins (the decoder reset after the reply, as the plan assumed),
+    move the way the reply moved on most steps (the planner's figure: 90%+ of steps)."""
+    agree = total = 0
+    for seed in (1, 2, 3):
+        rig = Rig(seed=seed)
+        try:
+            c = rig.conductor
+            for b in (2, 5, 3, 6, 4):
+                rig.tap(b)
+            rig.run_until(lambda: c.turn is Turn.AI, limit=5)
+            reply = c.reply
+            order = sorted(range(len(reply.notes)), key=lambda i: reply.notes[i].start)
+            notes = [reply.notes[i] for i in order]
+            buttons = [reply.buttons[i] for i in order][:12]
+            onsets = [n.start - notes[0].start for n in notes][:12]
+            rig.run_until(lambda: c.turn is Turn.PLAYER, limit=15)
+            start = rig.now()
+            for b, t in zip(buttons, onsets):
+                rig.run(max(0.0, start + t - rig.now()))
+                rig.press(b)
+                rig.run(0.05)
+                rig.release(b)
+            played = [n.pitch for n in c.phrase][-len(buttons):]
+            wanted = [n.pitch for n in notes][:len(buttons)]
+            for i in range(1, len(played)):
+                total += 1
+                agree += (played[i] > played[i - 1]) - (played[i] < played[i - 1]) == \
+                    (wanted[i] > wanted[i - 1]) - (wanted[i] < wanted[i - 1])
+        finally:
+            rig.close()
+    assert total >= 10 and agree / total >= 0.75, (agree, total)

@@ -35,3 +35,28 @@ def test_the_demo_is_deterministic(tmp_path):
                         str(tmp_path / d)], check=True, capture_output=True, timeout=300)
     assert (tmp_path / "a" / "duet.wav").read_bytes() == (tmp_path / "b" / "duet.wav").read_bytes()
     assert (tmp_path / "a" / "duet.mid").read_bytes() == (tmp_path / "b" / "duet.mid").read_bytes()
+
+
+def test_the_harmony_demo_shows_the_accompaniment_in_a_third_colour(tmp_path):
+    """`piano-buddy demo --harmony`: the same duet with the AI accompanying; the piano roll
+    has the accompaniment in green, under the melody it belongs to."""
+    from piano_buddy.config import Config, from_dict
+    from piano_buddy.demo import HARMONY, piano_roll_figure, render_duet
+
+    r = subprocess.run([sys.executable, "-m", "piano_buddy", "demo", "--harmony", "--no-play",
+                        "--out", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (tmp_path / "duet-harmony.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "accompaniment notes" in r.stdout
+    _samples, notes, stats = render_duet(from_dict({"harmony": {"enabled": True}}))
+    harmony = [n for n in notes.notes if n[4] == HARMONY]
+    melody = [n for n in notes.notes if n[4] != HARMONY]
+    assert len(harmony) >= 10 and all(e > s for _p, _v, s, e, _w in harmony)
+    for p, _v, s, e, _w in harmony:              # under the melody sounding with it
+        above = [m[0] for m in melody if m[2] <= s < m[3]]
+        assert not above or p < max(above), (p, above)
+    fig = piano_roll_figure(notes.notes)
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert "AI accompaniment (harmony)" in labels
+    _s, plain, _st = render_duet(Config())
+    assert not [n for n in plain.notes if n[4] == HARMONY]

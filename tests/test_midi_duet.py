@@ -35,7 +35,7 @@ PHRASE = [60, 62, 64, 65, 67]
 @pytest.mark.jack
 @pytest.mark.slow
 def test_keyboard_phrase_ai_answer_midi_out_and_recording(jack_server, tmp_path, monkeypatch):
-    monkeypatch.setenv("MIDO_BACKEND", JACK)
+    monkeypatch.setenv("PIANO_BUDDY_MIDI", JACK)   # the rig's JACK port module
     cfg = Config()
     cfg = dataclasses.replace(
         cfg, midi=dataclasses.replace(cfg.midi, enabled=True, player_channel=3, ai_channel=7),

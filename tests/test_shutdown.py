@@ -111,8 +111,9 @@ def test_a_jack_restart_with_midi_on_then_a_stop_keeps_the_recording(jack_server
 
     script = Path(__file__).with_name("scenarios") / "jack_restart_then_stop.py"
     env = jack_server.env()
-    env["MIDO_BACKEND"] = "mido.backends.rtmidi/UNIX_JACK"
-    env.pop("PIANO_BUDDY_MIDI", None)
+    env["PIANO_BUDDY_MIDI"] = "tests.midi_jack"    # the rig's JACK port module
+    root = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
     proc = subprocess.Popen([sys.executable, str(script), str(tmp_path / "rec")], env=env,
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)

@@ -698,7 +698,10 @@ def test_render_allocates_no_buffers(loud):
     if loud:
         assert synth.stats["limited_blocks"] > 0 and synth.stats["clipped_blocks"] > clipped
     assert peak - base < 6144, f"render allocated {peak - base} bytes at its peak"
-    assert current - base < 1024, f"render kept {current - base} bytes"
+    # kept: the command deque's block, the counters and numpy's small cache of view shapes
+    # (968 B before the render path was rewritten, 1032 B after); a leak of one object per
+    # block would keep >= 50 x 32 B
+    assert current - base < 1536, f"render kept {current - base} bytes"
 
 
 def test_block_is_preallocated_and_shaped_for_the_device():

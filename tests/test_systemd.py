@@ -164,7 +164,7 @@ def test_watchdog_and_restart_policy_fit_the_supervisor():
     assert s["Restart"] == ["always"]
     assert s["StartLimitIntervalSec"] == ["0"]
     assert s["User"] == ["piano-buddy"]
-    assert set(s["SupplementaryGroups"][0].split()) == {"audio", "gpio"}
+    assert set(s["SupplementaryGroups"][0].split()) == {"audio", "gpio", "input"}
     assert s["EnvironmentFile"] == ["-/etc/default/piano-buddy"]
 
 
@@ -180,7 +180,7 @@ def test_writable_places_are_only_recordings_and_the_runtime_folder():
     assert ["/var/lib/" + d for d in s["StateDirectory"]] == [recordings]
     assert s["WorkingDirectory"] == ["/run/" + s["RuntimeDirectory"][0]]
     assert s["DevicePolicy"] == ["closed"]
-    assert sorted(s["DeviceAllow"]) == ["char-alsa rw", "char-gpiochip rw"]
+    assert sorted(s["DeviceAllow"]) == ["char-alsa rw", "char-gpiochip rw", "char-input r"]
     assert s["PrivateNetwork"] == ["yes"]
 
 
@@ -248,6 +248,7 @@ def test_install_twice_then_uninstall_in_a_root(tmp_path):
     group = (root / "etc/group").read_text()
     assert re.search(r"^audio:x:29:piano-buddy$", group, re.M)
     assert re.search(r"^gpio:x:\d+:piano-buddy$", group, re.M)
+    assert re.search(r"^input:x:\d+:piano-buddy$", group, re.M)
     recordings = root / "var/lib/piano-buddy/recordings"
     uid = int(next(line for line in passwd.splitlines() if line.startswith("piano-buddy:")).split(":")[2])
     assert recordings.stat().st_uid == uid

@@ -26,9 +26,10 @@ DRAIN_SECONDS = 0.6     # at shutdown, let released notes (0.3 s) and the room (
 GIL_SWITCH_SECONDS = 0.001  # see Box.start
 MODEL_ERROR_SHOW_SECONDS = 2.0  # the error pattern stays up this long before the exit
 # Shutdown: each wait bounded; together under STOP_BUDGET (systemd's TimeoutStopSec is 10).
-STOP_CONDUCTOR, STOP_RECORDER, STOP_AUDIO, STOP_MIDI = 0.8, 1.2, 1.0, 1.0
+STOP_CONDUCTOR, STOP_RECORDER, STOP_AUDIO, STOP_MIDI, STOP_KEYS = 0.8, 1.2, 1.0, 0.8, 0.2
 DRAIN_WALL_SECONDS = 1.0
-STOP_BUDGET = STOP_CONDUCTOR + STOP_RECORDER + DRAIN_WALL_SECONDS + STOP_AUDIO + STOP_MIDI
+STOP_BUDGET = (STOP_CONDUCTOR + STOP_RECORDER + DRAIN_WALL_SECONDS + STOP_AUDIO + STOP_MIDI
+               + STOP_KEYS)
 GC_GEN2_THRESHOLD = 1000  # full collections 100x rarer than Python's default of 10
 
 
@@ -93,16 +94,20 @@ class Box:
                  open_sink: Callable[[], object] | None = None,
                  clock: Callable[[], float] = time.monotonic, seed: int | None = None,
                  use_midi: bool | None = None, use_recorder: bool | None = None,
+                 use_counts: bool | None = None, use_keys: bool | None = None,
                  audio_label: str | None = None, lock_memory: bool = False):
         self.cfg, self.clock = cfg, clock
         self._pin_factory, self._open_sink = pin_factory, open_sink
         self._seed = seed
         self._use_midi = cfg.midi.enabled if use_midi is None else use_midi
         self._use_recorder = cfg.recording.enabled if use_recorder is None else use_recorder
+        self._use_counts = cfg.stats.enabled if use_counts is None else use_counts
+        self._use_keys = cfg.keys.enabled if use_keys is None else use_keys
         self._audio_label = audio_label
         self._lock_memory = lock_memory
         self.synth = self.audio = self.panel = self.conductor = None
         self.genie = self.melody = self.midi_in = self.midi_out = self.recorder = None
+        self.counts = self.key_buttons = None
         self.report = StartupReport([])
         self._closed = False
 
@@ -142,15 +147,26 @@ class Box:
         self.synth = assembly.build_synth(cfg)
         self._start_midi_and_recorder(lines)
         from .outputs import Outputs
-        self.outputs = Outputs(live=[self.midi_out], records=[self.recorder])
+        self.outputs = Outputs(live=[self.midi_out], records=[self.recorder, self.counts])
         self.conductor = assembly.build_conductor(cfg, self.synth, models, self.panel,
                                                   outputs=self.outputs, clock=self.clock)
+        if self.counts is not None:
+            conductor = self.conductor
+            self.counts.follow(lambda: conductor.stats)
         self.audio = assembly.build_audio_thread(cfg, self.synth, self._open_sink,
                                                  on_status=self._audio_status)
         self.audio.start()
         self.conductor.start()
         if self.midi_in is not None:
             self.midi_in.start()
+        if self._use_keys:
+            from .key_buttons import KeyButtons
+            self.key_buttons = KeyButtons(self._post, cfg.keys.map, cfg.keys.devices,
+                                          clock=self.clock).start()
+            lines.append(f"keys:     USB keyboards / Makey Makey as buttons "
+                         f"({', '.join(cfg.keys.map)}), looked for every 2 s")
+        else:
+            lines.append("keys:     off")
         deadline = time.monotonic() + 1.0      # report what the audio thread found
         while (time.monotonic() < deadline and not self.audio.device_ok
                and self.audio.last_error is None):
@@ -199,6 +215,13 @@ class Box:
                 lines.append(f"record:   off ({exc})")
         else:
             lines.append("record:   off (config)")
+        if self._use_counts:
+            from .counts import VisitorCounts, stats_folder
+            self.counts = VisitorCounts(stats_folder(cfg))
+            lines.append(f"counts:   {self.counts.folder} ({self.counts.counts['visitors']:.0f} "
+                         f"visitors so far; `piano-buddy stats`)")
+        else:
+            lines.append("counts:   off (config)")
 
     def _post(self, event) -> bool:
         """The box's :class:`~piano_buddy.events.EventSink`: the conductor's contract, and
@@ -258,6 +281,8 @@ class Box:
             self._quietly(lambda: self.conductor.stop(STOP_CONDUCTOR))
         if self.recorder is not None:
             self._quietly(lambda: self.recorder.close(STOP_RECORDER))
+        if self.counts is not None:      # the conductor's stop ended the session; this
+            self._quietly(self.counts.save)  # also saves when its thread could not stop
         if self.synth is not None and self.audio is not None and self.audio.is_alive():
             # let released notes fade: DRAIN_SECONDS of audio, however slowly a loaded
             # machine renders it, but never more than DRAIN_WALL_SECONDS of waiting
@@ -272,6 +297,8 @@ class Box:
         if self.panel is not None:
             self._quietly(self.panel.all_off)
             self._quietly(self.panel.close)
+        if self.key_buttons is not None:
+            self._quietly(lambda: self.key_buttons.close(STOP_KEYS))
         if self.midi_in is not None:
             self._quietly(lambda: self.midi_in.close(STOP_MIDI))
         if self.midi_out is not None:

@@ -92,9 +92,12 @@ def build_audio_thread(cfg: Config, synth, open_sink: Callable[[], object] | Non
 
 
 def build_panel(cfg: Config, post, *, pin_factory, clock, on_volume=None):
+    """The panel; a knob turn while button 8 is held is posted as a KNOB event."""
+    from .events import InputEvent, Kind
     from .panel import Panel
     return Panel(cfg.panel, post, clock=clock, pin_factory=pin_factory, on_volume=on_volume,
-                 volume=cfg.audio.volume)
+                 volume=cfg.audio.volume,
+                 on_creativity=lambda steps: post(InputEvent(Kind.KNOB, steps, clock())))
 
 
 def build_conductor(cfg: Config, synth, models: Models, panel, *, outputs=None,

@@ -1,4 +1,4 @@
-"""The ``piano-buddy`` command: run (default), demo, check, selftest, recordings, config.
+"""The ``piano-buddy`` command: run (default), demo, check, selftest, recordings, stats, config.
 
 ``run`` picks what the machine can do: the real box on a Pi (GPIO present), the desktop
 simulator when standard input is a terminal (the keys come from there; the view may go to
@@ -60,6 +60,8 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=7,
                       help="random seed of the player and the AI (default: 7)")
     demo.add_argument("--no-play", action="store_true", help="do not play it through ALSA")
+    demo.add_argument("--harmony", action="store_true",
+                      help="the AI accompanies the player too (writes duet-harmony.*)")
     sub.add_parser("check", parents=[common],
                    help="installer's dry run: validate the config, the pin map and the models "
                         "without starting the box (exit 2 config, 3 model)")
@@ -71,6 +73,11 @@ def _parser() -> argparse.ArgumentParser:
     rec = sub.add_parser("recordings", parents=[common], help="list the recorded sessions")
     rec.add_argument("--folder", type=Path, default=None, metavar="DIR",
                      help="folder to list (default: recording.folder of the config)")
+    stats = sub.add_parser("stats", parents=[common],
+                           help="print the visitor counts: visitors, presses, AI replies, "
+                                "interrupts, average session, faults")
+    stats.add_argument("--folder", type=Path, default=None, metavar="DIR",
+                       help="folder of counts.json (default: stats.folder of the config)")
     sub.add_parser("config", parents=[common],
                    help="print every setting with its default and allowed range "
                         "(with --config: that file's values, after validating it)")
@@ -126,12 +133,29 @@ def main(argv: list[str] | None = None) -> int:
                       f"{SIMULATOR_RECORDINGS})")
                 folder = SIMULATOR_RECORDINGS
             return main_recordings(folder)
+        if command == "stats":
+            from .counts import format_counts, read_counts, stats_folder
+            from .terminal import counts_folder
+            folder = args.folder or stats_folder(cfg)
+            if args.folder is None and not folder.is_dir():
+                simulator = counts_folder(cfg)
+                if simulator != folder and simulator.is_dir():
+                    print(f"({folder} does not exist here: showing the desktop simulator's "
+                          f"{simulator})")
+                    folder = simulator
+            try:
+                print(format_counts(read_counts(folder), folder))
+            except ValueError as exc:
+                print(f"piano-buddy: {exc}", file=sys.stderr)
+                return EXIT_FAILURE
+            return EXIT_OK
         if command == "selftest":
             from .selftest import run_selftest
             return run_selftest(cfg, press_timeout=args.timeout)
         if command == "demo":
             from .demo import run_demo
-            return run_demo(cfg, args.out, seed=args.seed, play=not args.no_play)
+            return run_demo(cfg, args.out, seed=args.seed, play=not args.no_play,
+                            harmony=args.harmony)
         mode, why = getattr(args, "mode", "auto"), "chosen with --mode"
         if mode == "auto":
             from .panel import has_gpio

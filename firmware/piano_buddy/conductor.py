@@ -24,11 +24,17 @@ import time
 from enum import Enum
 from typing import Callable, Protocol, Sequence
 
+from .attract import Attract
 from .config import Config
 from .encoding import NUM_BUTTONS, PIANO_HIGHEST, PIANO_LOWEST, button_for_pitch
 from .errorlog import ErrorLog
 from .events import InputEvent, InputQueue, Kind
 from .held_notes import HeldNotes
+from .copy_game import GAME_QPM, HAPPY_CUE, TRY_AGAIN_CUE, CopyMeGame
+from .harmony import Accompaniment, Harmonizer, harmonize
+from .modes import (COPY_GAME_COMBO, CREATIVITY_SHOW_SECONDS, CUE_QPM, CUE_VELOCITY,
+                    HARMONY_COMBO, SMALL_HANDS_COMBO, ComboWatcher, Creativity,
+                    active_buttons, cue_for, nearest_active)
 from .outputs import Outputs, RecentNotes
 from .phrase import Note, StepNote, plan_reply, unquantize
 from .reply_timeline import ReplyTimeline
@@ -42,6 +48,12 @@ LOST_EDGE_READINGS = 2      # consecutive "up" readings that end a held button's
 MAX_PHRASE_NOTES = 256      # the phrase keeps its newest notes (the primer uses fewer)
 # A safe button-to-key map if the Genie decoder fails mid-show: a C major scale.
 FALLBACK_KEYS = (60, 62, 64, 65, 67, 69, 71, 72)
+# Attract mode's invitation: the melody model continues a rising C major triad (quarter notes
+# on the 16th-note grid) for INVITATION_STEPS, at INVITATION_QPM.
+INVITATION_PRIMER = (StepNote(60, 0, 4), StepNote(64, 4, 8), StepNote(67, 8, 12))
+INVITATION_STEPS, INVITATION_QPM = 16, 100.0
+ACCOMPANIMENT_TAG = 2       # the synth tag of the live accompaniment (harmony.py)
+REPLY_ACCOMPANIMENT_TAG = 3  # the reply's (its own tag: a chord tone may equal a reply note)
 
 
 class Turn(str, Enum):
@@ -100,9 +112,28 @@ class Conductor:
                               pedal_timeout=t.pedal_timeout)
         self._phrase: collections.deque[Note] = collections.deque(maxlen=MAX_PHRASE_NOTES)
         self._last_activity: float | None = None
+        self._idle_since: float | None = clock()     # the last play (attract mode counts)
         self.reply: ReplyTimeline | None = None
+        self._inviting = False                       # the reply playing is an invitation
+        a = cfg.attract
+        self.attract = Attract(a.after_minutes * 60, a.phrase_every_minutes * 60,
+                               panel.button_led, panel.turn)
+        self.small_hands = cfg.panel.small_hands
+        self.active_buttons = active_buttons(self.small_hands)
+        self.attract.lamps = self.active_buttons
+        self.combos = ComboWatcher([SMALL_HANDS_COMBO, COPY_GAME_COMBO, HARMONY_COMBO])
+        self.harmony_on = cfg.harmony.enabled
+        self.harmonizer = Harmonizer(beat=60.0 / cfg.turns.fallback_qpm)
+        self._accompanying: tuple[int, ...] = ()       # live accompaniment sounding now
+        self.game: CopyMeGame | None = CopyMeGame() if cfg.turns.mode == "copy" else None
+        self._then: Callable[[float], None] | None = None   # after this reply, if it ends
+        self.creativity = Creativity(cfg.turns.creativity_low, cfg.turns.creativity_high)
+        self._bar: list[int] = []                       # lamps showing the creativity level
+        self._bar_until: float | None = None
         self._stats = {"events": 0, "replies": 0, "interrupts": 0, "empty_replies": 0,
-                       "lost_releases": 0, "ignored_events": 0}
+                       "lost_releases": 0, "ignored_events": 0, "faults": 0,
+                       "invitations": 0, "mode_changes": 0, "copies_right": 0,
+                       "copies_wrong": 0, "creativity_changes": 0}
         self._last_level_check = float("-inf")
         self._up_readings: dict[int, int] = {}          # held button -> "up" readings in a row
         self.heartbeat = time.monotonic()
@@ -130,6 +161,8 @@ class Conductor:
         if message is None:
             self.faults.pop(name, None)
         else:
+            if name not in self.faults:
+                self._stats["faults"] += 1
             self.faults[name] = message
 
     def _show_faults(self) -> None:
@@ -151,13 +184,23 @@ class Conductor:
         if ev.kind is Kind.PRESS:
             if not 0 <= ev.source < NUM_BUTTONS or self.held.holds(("b", ev.source)):
                 return
+            self.combos.press(ev.source, ev.time)
+            self.attract.stop()
+            if ev.source not in self.active_buttons:    # small hands: this one is unused
+                self._stats["ignored_events"] += 1
+                self._idle_since = ev.time               # but somebody is there
+                return
             self._interrupt_ai(ev.time)
             self._last_activity = ev.time
             pitch = self._decode(ev.source, ev.time)
+            if self.game is not None:
+                self.game.press(ev.source, pitch, ev.time)
             self.held.press(("b", ev.source), pitch, self.cfg.panel.velocity, ev.time)
             self._up_readings.pop(ev.source, None)
             self.panel.button_led(ev.source, True)
         elif ev.kind is Kind.RELEASE:
+            if 0 <= ev.source < NUM_BUTTONS:
+                self.combos.release(ev.source, ev.time)
             if self.held.release(("b", ev.source), ev.time):
                 self._last_activity = ev.time
                 self.panel.button_led(ev.source, False)
@@ -165,8 +208,11 @@ class Conductor:
             if not PIANO_LOWEST <= ev.source <= PIANO_HIGHEST:
                 self._stats["ignored_events"] += 1
                 return
+            self.attract.stop()
             self._interrupt_ai(ev.time)
             self._last_activity = ev.time
+            if self.game is not None and not self.held.holds(("k", ev.source)):
+                self.game.press(None, ev.source, ev.time)
             self.held.press(("k", ev.source), ev.source, max(1, min(127, ev.velocity)),
                             ev.time)
         elif ev.kind is Kind.KEY_OFF:
@@ -175,6 +221,17 @@ class Conductor:
         elif ev.kind is Kind.PEDAL:
             self.held.pedal(ev.velocity >= 64, ev.time)
             self._last_activity = ev.time
+        elif ev.kind is Kind.KNOB:
+            self.attract.stop()
+            self._idle_since = ev.time
+            level = self.creativity.turn(ev.source)
+            self._stats["creativity_changes"] += 1
+            self._hide_bar()
+            self._bar = self.creativity.lamps(self.active_buttons)
+            for b in self._bar:
+                self.panel.button_led(b, True)
+            self._bar_until = ev.time + CREATIVITY_SHOW_SECONDS
+            log.info("creativity %d of 8 (x%.2f)", level + 1, self.creativity.factor)
         elif ev.kind is Kind.DEVICE:
             log.info("MIDI device %s", "connected" if ev.velocity else "disconnected")
 
@@ -189,6 +246,20 @@ class Conductor:
                 self._stats["lost_releases"] += 1
                 self.panel.button_led(source, False)
         waits = []
+        if self._bar_until is not None:
+            if now >= self._bar_until:
+                self._hide_bar()
+            else:
+                waits.append(self._bar_until - now)
+        combo_due, fired = self.combos.poll(now)
+        if fired == SMALL_HANDS_COMBO:
+            self._switch_small_hands(now)
+        elif fired == COPY_GAME_COMBO:
+            self._switch_game(now)
+        elif fired == HARMONY_COMBO:
+            self._switch_harmony(now)
+        elif combo_due is not None:
+            waits.append(combo_due)
         hold_due = self.held.next_deadline()
         if hold_due is not None:
             waits.append(max(0.0, hold_due - now))
@@ -196,6 +267,10 @@ class Conductor:
             wait = self.reply.advance(now)
             if wait is None:
                 self._finish_reply(now)
+                then, self._then = self._then, None
+                if then is not None:
+                    then(now)
+                    return 0.0
             else:
                 waits.append(wait)
         elif self.turn is Turn.PLAYER and self._last_activity is not None \
@@ -203,7 +278,7 @@ class Conductor:
             if self._phrase:
                 due = self._last_activity + self.cfg.turns.pause
                 if now >= due:
-                    self._answer(now)
+                    self._judge_copy(now) if self.game is not None else self._answer(now)
                     return 0.0 if self.turn is Turn.AI else None
                 waits.append(due - now)
             else:
@@ -212,7 +287,20 @@ class Conductor:
                     self._new_visitor()
                 else:
                     waits.append(idle_until - now)
+        elif self.turn is Turn.PLAYER and not self.held.busy:   # nobody here: attract mode
+            wait, invite = self.attract.poll(now, self._idle_since)
+            if invite:
+                self._invite(now)
+                return 0.0
+            if wait is not None:
+                waits.append(wait)
         return min(waits) if waits else None
+
+    def _hide_bar(self) -> None:
+        """The creativity lamps go; a held button's own lamp stays lit."""
+        for b in self._bar:
+            self.panel.button_led(b, self.held.holds(("b", b)))
+        self._bar, self._bar_until = [], None
 
     def _release_lost_edges(self, now: float) -> None:
         """A held button whose pin reads up at two checks in a row lost its release edge (a
@@ -245,6 +333,58 @@ class Conductor:
     def _sound_on(self, pitch: int, velocity: int, t: float) -> None:
         self.synth.note_on(pitch, velocity, PLAYER_TAG, stamp=t)
         self.outputs.note_on(pitch, velocity, False)
+        if self.harmony_on and self.game is None:
+            try:
+                acc = self.harmonizer.melody_note(pitch, t)
+            except Exception as exc:
+                self.errors.record("the harmonizer (no accompaniment for this note)", exc)
+                acc = None
+            if acc is not None:             # in the same audio block as the melody note
+                self._accompany(acc, velocity)
+
+    # --- harmony (harmony.py) ------------------------------------------------------------
+    def _accompany(self, acc: Accompaniment, velocity: int) -> None:
+        self._stop_accompaniment()
+        level = round(velocity * self.cfg.harmony.level)
+        for p in acc.pitches:
+            self.synth.note_on(p, max(1, level - (6 if p != acc.bass else 0)),
+                               ACCOMPANIMENT_TAG)
+        self._accompanying = acc.pitches
+
+    def _stop_accompaniment(self) -> None:
+        for p in self._accompanying:
+            self.synth.note_off(p, ACCOMPANIMENT_TAG)
+        self._accompanying = ()
+
+    def _switch_harmony(self, now: float) -> None:
+        """Buttons 7 and 8 held together: the accompaniment on (or off), with a cue."""
+        self._end_combination(now)
+        self._stats["mode_changes"] += 1
+        self.harmony_on = not self.harmony_on
+        self._stop_accompaniment()
+        self.harmonizer.reset()
+        log.info("harmony %s", "on" if self.harmony_on else "off")
+        cue = cue_for(self.active_buttons, self.harmony_on)
+        self._cue([p for p, _b in cue.notes], [b for _p, b in cue.notes], now)
+
+    def _schedule_harmony(self, notes: Sequence[Note], qpm: float, velocity: int,
+                          frame0: int, start: float) -> None:
+        """The reply's accompaniment, planned beat by beat and scheduled with its notes (an
+        interrupt cancels it with the reply)."""
+        h = Harmonizer(beat=60.0 / qpm, weights=list(self.harmonizer.weights),
+                       _evidence=self.harmonizer._evidence)
+        plan = harmonize([(n.pitch, n.start, n.end) for n in notes], 60.0 / qpm, h)
+        end = max(n.end for n in notes)
+        level = round(velocity * self.cfg.harmony.level)
+        sr = self.sample_rate
+        for i, (at, acc) in enumerate(plan):
+            until = plan[i + 1][0] if i + 1 < len(plan) else end
+            for p in acc.pitches:
+                self.synth.note_on(p, max(1, level - (6 if p != acc.bass else 0)),
+                                   REPLY_ACCOMPANIMENT_TAG,
+                                   at_frame=frame0 + round((at - start) * sr))
+                self.synth.note_off(p, REPLY_ACCOMPANIMENT_TAG,
+                                    at_frame=frame0 + round((until - start) * sr))
 
     def _sound_off(self, pitch: int) -> None:
         self.synth.note_off(pitch, PLAYER_TAG)
@@ -259,15 +399,18 @@ class Conductor:
         """End the phrase and schedule the AI's reply, sample-accurately, in the synth."""
         phrase = list(self._phrase)
         self._phrase.clear()
+        self._stop_accompaniment()
         self.turn = Turn.THINKING
         self.panel.turn("thinking")
         t = self.cfg.turns
+        factor = self.creativity.factor      # button 8 + the knob, within the config's bounds
         try:
-            plan = plan_reply(phrase, ratio=t.reply_ratio, min_seconds=t.reply_min,
+            plan = plan_reply(phrase, ratio=min(4.0, max(0.1, t.reply_ratio * factor)),
+                              min_seconds=min(t.reply_max, max(0.5, t.reply_min * factor)),
                               max_seconds=t.reply_max, fallback_qpm=t.fallback_qpm)
             steps = self.melody.continue_phrase(plan.primer, plan.reply_steps,
-                                                t.temperature, primer_steps=plan.primer_steps,
-                                                bar=plan.bar)
+                                                min(2.0, max(0.05, t.temperature * factor)),
+                                                primer_steps=plan.primer_steps, bar=plan.bar)
         except Exception as exc:
             self.errors.record("the melody model (the player keeps the turn)", exc)
             self.turn = Turn.PLAYER
@@ -278,31 +421,135 @@ class Conductor:
             self.turn = Turn.PLAYER
             self.panel.turn("player")
             return
+        self._play_reply(steps, plan.qpm, self.cfg.panel.velocity, now,
+                         harmony=self.harmony_on and self.cfg.harmony.reply)
+        self.harmonizer.beat = 60.0 / plan.qpm         # the player's tempo, for what follows
+        self._stats["replies"] += 1
+        log.info("AI answers %d notes at %.0f qpm over %.1f s", len(self.reply.notes),
+                 plan.qpm, self.reply.end - self.reply.notes[0].start)
+
+    def _invite(self, now: float) -> None:
+        """Attract mode's short quiet phrase, played and shown like a reply."""
+        a, t = self.cfg.attract, self.cfg.turns
+        try:
+            steps = self.melody.continue_phrase(list(INVITATION_PRIMER), INVITATION_STEPS,
+                                                t.temperature, primer_steps=12)
+        except Exception as exc:
+            self.errors.record("the melody model (no invitation this time)", exc)
+            return
+        if steps:
+            self._inviting = True
+            self._play_reply(steps, INVITATION_QPM, a.velocity, now)
+            self._stats["invitations"] += 1
+
+    def _end_combination(self, now: float) -> None:
+        """A held combination fired: its own notes end, and it is not a phrase to answer."""
+        self._interrupt_ai(now)
+        for key in list(self.held.keys()):
+            if key[0] == "b":
+                self.panel.button_led(key[1], False)
+        self.held.release_everything(now)
+        self._phrase.clear()
+        if self.game is not None:
+            self.game.played = []
+
+    def _cue(self, pitches: Sequence[int], buttons: Sequence[int], now: float) -> None:
+        """The box talking (a mode switched, a verdict): quick notes whose lamps sweep over
+        ``buttons``; played like a reply, without MIDI out or recording."""
+        buttons = [buttons[min(i, len(buttons) - 1)] for i in range(len(pitches))]
+        self._play_reply([StepNote(p, i, i + 1) for i, p in enumerate(pitches)], CUE_QPM,
+                         CUE_VELOCITY, now, buttons=buttons, outputs=Outputs())
+
+    # --- the copy-me game (copy_game.py) ----------------------------------------------------
+    def _switch_game(self, now: float) -> None:
+        """Buttons 1 and 2 held together: the copy-me game starts (or stops)."""
+        self._end_combination(now)
+        self._stats["mode_changes"] += 1
+        on = self.game is None
+        self.game = CopyMeGame() if on else None
+        log.info("copy me: %s", "game on" if on else "game off")
+        cue = cue_for(self.active_buttons, on)
+        self._cue([p for p, _b in cue.notes], [b for _p, b in cue.notes], now)
+        self._then = self._show_task if on else None
+
+    def _show_task(self, now: float) -> None:
+        """The AI plays the phrase to copy (a new one, or the same again) and lights it."""
+        game = self.game
+        if game is None:
+            return
+        try:
+            steps = game.steps if game.task is not None and game.steps else \
+                game.next_phrase(self.melody, self.cfg.turns.temperature)
+        except Exception as exc:
+            self.errors.record("the melody model (no phrase to copy this time)", exc)
+            return
+        if not steps:
+            return
+        self._play_reply(steps, GAME_QPM, self.cfg.panel.velocity, now)
+        game.set_task(self.reply.notes, self.reply.buttons)
+
+    def _judge_copy(self, now: float) -> None:
+        """The child's copy ended (a pause): yes or try again, then the next phrase."""
+        self._phrase.clear()
+        if self.game.task is None:                # nothing shown yet: show it first
+            self.game.played = []
+            self._show_task(now)
+            return
+        right, why = self.game.verdict()
+        self._stats["copies_right" if right else "copies_wrong"] += 1
+        log.info("copy me: %s (%s); next phrase %d notes", "right" if right else "try again",
+                 why, self.game.length)
+        if right:
+            self._cue(HAPPY_CUE, self.active_buttons, now)
+        else:
+            self._cue(TRY_AGAIN_CUE, (self.active_buttons[-1], self.active_buttons[0]), now)
+        self._then = self._show_task
+
+    def _switch_small_hands(self, now: float) -> None:
+        """The outer buttons were held together: eight buttons <-> four, with a cue."""
+        self._end_combination(now)
+        self.small_hands = not self.small_hands
+        self.active_buttons = self.attract.lamps = active_buttons(self.small_hands)
+        self._stats["mode_changes"] += 1
+        log.info("small hands %s: buttons %s", "on" if self.small_hands else "off",
+                 [b + 1 for b in self.active_buttons])
+        cue = cue_for(self.active_buttons, self.small_hands)
+        self._cue([p for p, _b in cue.notes], [b for _p, b in cue.notes], now)
+
+    def _play_reply(self, steps: Sequence[StepNote], qpm: float, velocity: int,
+                    now: float, *, buttons: Sequence[int] | None = None,
+                    outputs: Outputs | None = None, harmony: bool = False) -> None:
+        """Schedule the notes in the synth to the frame, then follow them on the timeline
+        (its lamps: ``buttons``, else the copy-me buttons; its outputs: the box's)."""
         first = min(s.start for s in steps)      # the reply starts at once, not after a rest
         steps = [StepNote(s.pitch, s.start - first, s.end - first) for s in steps]
         start = self.clock()
         frame0 = self.synth.frame
-        velocity = self.cfg.panel.velocity
-        notes = sorted(unquantize(steps, plan.qpm, origin=start, velocity=velocity))
+        # onset order (a Note sorts by pitch first): the copy-me encoder reads a melody
+        notes = sorted(unquantize(steps, qpm, origin=start, velocity=velocity),
+                       key=lambda n: (n.start, n.pitch))
         sr = self.sample_rate
         for n in notes:
             self.synth.note_on(n.pitch, velocity, AI_TAG,
                                at_frame=frame0 + round((n.start - start) * sr), stamp=now)
             self.synth.note_off(n.pitch, AI_TAG, at_frame=frame0 + round((n.end - start) * sr))
-        buttons = self._copy_me_buttons(notes)   # after the schedule: never delays the sound
-        self.reply = ReplyTimeline(notes, buttons, self.outputs, self.panel.button_led,
-                                   velocity)
+        if harmony:
+            try:
+                self._schedule_harmony(notes, qpm, velocity, frame0, start)
+            except Exception as exc:
+                self.errors.record("the harmonizer (the reply plays alone)", exc)
+        if buttons is None:                      # after the schedule: never delays the sound
+            buttons = self._copy_me_buttons(notes)
+        self.reply = ReplyTimeline(notes, buttons, outputs or self.outputs,
+                                   self.panel.button_led, velocity)
         self.turn = Turn.AI
-        self._stats["replies"] += 1
         self.panel.turn("ai")
-        log.info("AI answers %d notes at %.0f qpm over %.1f s", len(notes), plan.qpm,
-                 self.reply.end - start)
 
     def _copy_me_buttons(self, notes: Sequence[Note]) -> list[int]:
         try:
             buttons = [int(b) for b in self.copy_me(notes)]
             if len(buttons) == len(notes) and all(0 <= b < NUM_BUTTONS for b in buttons):
-                return buttons
+                return [nearest_active(b, self.active_buttons) for b in buttons]
             raise ValueError(f"{len(buttons)} buttons for {len(notes)} notes: {buttons[:8]}")
         except Exception as exc:
             self.errors.record("the copy-me buttons (lit by key band instead)", exc)
@@ -310,7 +557,8 @@ class Conductor:
 
     def _band_buttons(self, notes: Sequence[Note]) -> list[int]:
         lo, hi = self.allowed.start, self.allowed.stop - 1
-        return [button_for_pitch(n.pitch, lo, hi) for n in notes]
+        return [nearest_active(button_for_pitch(n.pitch, lo, hi), self.active_buttons)
+                for n in notes]
 
     def _finish_reply(self, now: float) -> None:
         reply, self.reply = self.reply, None
@@ -321,21 +569,33 @@ class Conductor:
             except Exception as exc:
                 self.errors.record("Genie reset", exc)
         self.turn = Turn.PLAYER
-        self._last_activity = now
         self.panel.turn("player")
+        if self._inviting:           # nobody played: the box goes on waiting for a visitor
+            self._inviting = False
+            self.attract.phrase_over()
+        else:
+            self._last_activity = now
 
     def _interrupt_ai(self, t: float) -> None:
         """A press during the AI's turn: every AI note stops now, the player has the turn."""
         if self.turn is Turn.PLAYER:
             return
+        self._then = None             # a reply cut short: what was to follow it is dropped
         self.synth.cancel(AI_TAG)
+        self.synth.cancel(REPLY_ACCOMPANIMENT_TAG)
         self._stats["interrupts"] += 1
         self._finish_reply(t)
 
     def _new_visitor(self) -> None:
         """A long silence: the session ends (its recording is written) and the next press
         starts afresh for whoever comes next. The one owner of "session"."""
-        self._last_activity = None
+        self._idle_since, self._last_activity = self._last_activity, None
+        self._stop_accompaniment()
+        self.harmonizer.reset()
+        if self.game is not None:
+            log.info("copy me: game over (a long silence); %d right, %d to try again",
+                     self.game.right, self.game.wrong)
+            self.game = None
         try:
             self.genie.reset()
         except Exception as exc:
@@ -352,8 +612,11 @@ class Conductor:
             if key[0] == "b":
                 self.panel.button_led(key[1], False)
         self.held.release_everything(now)
+        self.attract.stop()
+        self.combos.reset()
         self._phrase.clear()            # a panic or a shutdown: no reply follows
         self._last_activity = None
+        self._stop_accompaniment()
         self.synth.all_notes_off()
         self.outputs.all_notes_off()
         for i in range(NUM_BUTTONS):

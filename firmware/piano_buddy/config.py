@@ -57,12 +57,23 @@ class PanelConfig:
         help="rotary encoder A and B pins ([] for none)")
     bounce_ms: float = _spec(10.0, lo=0.0, hi=200.0, help="button debounce time")
     velocity: int = _spec(90, lo=1, hi=127, help="MIDI velocity of button notes")
+    small_hands: bool = _spec(False, help="four buttons (1, 3, 6 and 8) instead of eight; the "
+                                         "others stay dark. Holding 1 and 8 for 2 s switches")
 
 
 @dataclass(frozen=True)
 class TurnsConfig:
     """When the AI answers, and how."""
+    mode: str = _spec("duet", choices=("duet", "copy"),
+                      help="duet: the AI answers; copy: the copy-me game (buttons 1 and 2 "
+                           "held for 2 s switch it on the box)")
     pause: float = _spec(0.8, lo=0.1, hi=10.0, help="seconds of silence that end the phrase")
+    creativity_low: float = _spec(0.6, lo=0.2, hi=1.0,
+                                  help="the least adventurous AI (button 8 held + the knob): "
+                                       "temperature and reply length times this")
+    creativity_high: float = _spec(1.4, lo=1.0, hi=2.5,
+                                   help="the most adventurous AI: temperature and reply length "
+                                        "times this (each kept within its own range)")
     reply_ratio: float = _spec(1.0, lo=0.1, hi=4.0, help="reply length / phrase length")
     reply_min: float = _spec(2.0, lo=0.5, hi=30.0, help="shortest reply, seconds")
     reply_max: float = _spec(8.0, lo=0.5, hi=30.0, help="longest reply, seconds")
@@ -129,6 +140,50 @@ class RecordingConfig:
 
 
 @dataclass(frozen=True)
+class KeysConfig:
+    """USB keyboards or a Makey Makey as the eight buttons (key_buttons.py)."""
+    enabled: bool = _spec(True, help="a plugged-in USB keyboard or Makey Makey plays the buttons")
+    map: tuple[str, ...] = _spec(
+        default_factory=lambda: ("KEY_LEFT", "KEY_UP", "KEY_DOWN", "KEY_RIGHT", "KEY_SPACE",
+                                 "BTN_LEFT", "KEY_W", "KEY_A"),
+        help="the keys of buttons 1-8 (Linux key names; the default is a Makey Makey's "
+             "front: arrows, space, click, then w and a)")
+    devices: tuple[str, ...] = _spec(
+        default_factory=lambda: ("/dev/input/by-id/*-event-kbd",
+                                 "/dev/input/by-id/*-event-mouse"),
+        help="input devices looked for every 2 s (glob patterns)")
+
+
+@dataclass(frozen=True)
+class HarmonyConfig:
+    """The AI accompanying the player: a bass note and a chord under the melody."""
+    enabled: bool = _spec(False, help="accompany the player (buttons 7 and 8 held for 2 s "
+                                      "switch it on the box)")
+    level: float = _spec(0.5, lo=0.1, hi=0.9, help="the accompaniment's loudness against the "
+                                                   "melody's (velocity ratio)")
+    reply: bool = _spec(True, help="harmonize the AI's reply the same way")
+
+
+@dataclass(frozen=True)
+class AttractConfig:
+    """A museum box with nobody at it invites the next visitor."""
+    after_minutes: float = _spec(5.0, lo=0.0, hi=1440.0,
+                                 help="minutes without play before the lamps chase and the box "
+                                      "invites a visitor (0 = never)")
+    phrase_every_minutes: float = _spec(3.0, lo=0.5, hi=120.0,
+                                        help="minutes between the short quiet phrases it plays")
+    velocity: int = _spec(40, lo=1, hi=90, help="loudness of those phrases (MIDI velocity)")
+
+
+@dataclass(frozen=True)
+class StatsConfig:
+    enabled: bool = _spec(True, help="keep visitor counts (piano-buddy stats; node_exporter)")
+    folder: str = _spec("", help="where counts.json and piano_buddy.prom are written ('' = "
+                                 "recording.folder/stats, on the data partition; "
+                                 "node_exporter's textfile collector reads it)")
+
+
+@dataclass(frozen=True)
 class Config:
     panel: PanelConfig = field(default_factory=PanelConfig)
     turns: TurnsConfig = field(default_factory=TurnsConfig)
@@ -136,11 +191,19 @@ class Config:
     models: ModelsConfig = field(default_factory=ModelsConfig)
     midi: MidiConfig = field(default_factory=MidiConfig)
     recording: RecordingConfig = field(default_factory=RecordingConfig)
+    keys: KeysConfig = field(default_factory=KeysConfig)
+    harmony: HarmonyConfig = field(default_factory=HarmonyConfig)
+    attract: AttractConfig = field(default_factory=AttractConfig)
+    stats: StatsConfig = field(default_factory=StatsConfig)
 
 
 def _check_value(key: str, value: Any, hint: Any, meta: dict) -> Any:
     """Convert and check one value against its annotation and range; name it on failure."""
     origin = get_origin(hint)
+    if origin is tuple and get_args(hint)[0] is str:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{key} = {value!r}: expected a list of strings in quotes")
+        return tuple(value)
     if origin is tuple:
         if not isinstance(value, list) or not all(
                 isinstance(v, int) and not isinstance(v, bool) for v in value):
@@ -215,6 +278,12 @@ def _check_whole(cfg: Config) -> None:
                          ("panel.button_leds", p.button_leds, NUM_BUTTONS)):
         if len(pins) != n:
             raise ConfigError(f"{key} = {list(pins)!r}: expected exactly {n} pins")
+    if len(cfg.keys.map) != NUM_BUTTONS:
+        raise ConfigError(f"keys.map = {list(cfg.keys.map)!r}: expected exactly "
+                          f"{NUM_BUTTONS} key names")
+    from .key_buttons import keycodes_for
+    if len(keycodes_for(cfg.keys.map)) != NUM_BUTTONS:
+        raise ConfigError(f"keys.map = {list(cfg.keys.map)!r}: a key is named twice")
     if p.volume_encoder and len(p.volume_encoder) != 2:
         raise ConfigError(f"panel.volume_encoder = {list(p.volume_encoder)!r}: "
                           "expected [A, B] or []")
@@ -305,5 +374,5 @@ def _toml(v: Any) -> str:
     if isinstance(v, str):
         return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
     if isinstance(v, tuple):
-        return "[" + ", ".join(map(str, v)) + "]"
+        return "[" + ", ".join(map(_toml, v)) + "]"
     return repr(v)

@@ -4,7 +4,8 @@ It runs the real firmware parts (mock pins through gpiozero's callback path, the
 melody models, the conductor, the synth) on a clock driven by the audio frames, so it
 renders faster than real time and the same seed gives the same duet. It writes
 ``duet.wav``, ``duet.mid`` and ``duet.png`` (a piano roll: player and AI in two colours),
-and plays the WAV through ALSA when there is a device.
+and plays the WAV through ALSA when there is a device. ``--harmony`` plays the same duet with
+the AI accompanying (harmony.py) into ``duet-harmony.*``, the accompaniment in a third colour.
 """
 
 from __future__ import annotations
@@ -63,6 +64,51 @@ class NoteLog:
         pass
 
 
+HARMONY = "harmony"      # the "who" of an accompaniment note in the piano roll
+
+
+class AccompanimentLog:
+    """The synth as the conductor sees it, noting the accompaniment's notes (their synth
+    tags) for the piano roll; everything else passes straight through. A reply's notes are
+    scheduled on and off at once, so a cancel (an interrupt) shortens what it cut;
+    :meth:`finish` hands the notes to the note log."""
+
+    def __init__(self, synth, sample_rate: int) -> None:
+        from .conductor import ACCOMPANIMENT_TAG, REPLY_ACCOMPANIMENT_TAG
+        self._synth, self._sr = synth, sample_rate
+        self._tags = (ACCOMPANIMENT_TAG, REPLY_ACCOMPANIMENT_TAG)
+        self._open: dict[tuple[int, int], list[tuple[float, int]]] = {}
+        self._notes: list[list] = []            # [pitch, velocity, start, end, tag]
+
+    def __getattr__(self, name):
+        return getattr(self._synth, name)
+
+    def _time(self, at_frame) -> float:
+        return (self._synth.frame if at_frame is None else at_frame) / self._sr
+
+    def note_on(self, pitch, velocity, tag=0, at_frame=None, stamp=None):
+        if tag in self._tags:
+            self._open.setdefault((pitch, tag), []).append((self._time(at_frame), velocity))
+        return self._synth.note_on(pitch, velocity, tag, at_frame=at_frame, stamp=stamp)
+
+    def note_off(self, pitch, tag=0, at_frame=None):
+        if tag in self._tags and self._open.get((pitch, tag)):
+            start, velocity = self._open[(pitch, tag)].pop(0)
+            self._notes.append([pitch, velocity, start, self._time(at_frame), tag])
+        return self._synth.note_off(pitch, tag, at_frame=at_frame)
+
+    def cancel(self, tag):
+        if tag in self._tags:
+            cut = self._time(None)
+            for n in self._notes:
+                if n[4] == tag and n[3] > cut:
+                    n[3] = max(n[2], cut)
+        return self._synth.cancel(tag)
+
+    def finish(self, log: "NoteLog") -> None:
+        log.notes += [(p, v, s, e, HARMONY) for p, v, s, e, _t in self._notes if e > s]
+
+
 def render_duet(cfg: Config, seed: int = 7):
     """Run the scripted duet offline. Returns (int16 samples, NoteLog, conductor stats);
     the stats also hold ``interrupt_times``, the seconds at which the player pressed a
@@ -81,7 +127,8 @@ def render_duet(cfg: Config, seed: int = 7):
     conductor: Conductor | None = None
     panel = assembly.build_panel(cfg, lambda ev: conductor.post(ev), pin_factory=factory,
                                  clock=clock)
-    conductor = assembly.build_conductor(cfg, synth, models, panel,
+    heard = AccompanimentLog(synth, sr) if cfg.harmony.enabled else synth
+    conductor = assembly.build_conductor(cfg, heard, models, panel,
                                          outputs=Outputs(records=[notes]), clock=clock)
     first, second = human_script(seed)
     edges = _edges(first, 0.5)
@@ -113,6 +160,8 @@ def render_duet(cfg: Config, seed: int = 7):
     finally:
         conductor.silence_everything()
         panel.close()
+    if isinstance(heard, AccompanimentLog):
+        heard.finish(notes)
     end = synth.frame + int(0.3 * sr)
     return (out[:min(end, len(out))], notes,
             {**conductor.stats, "interrupt_times": interrupt_times})
@@ -162,7 +211,7 @@ def piano_roll_figure(notes, title: str = "Piano Buddy duet", interrupts=()):
 
     from .terminal import note_name
 
-    colours = {False: "#2b6cb0", True: "#dd6b20"}
+    colours = {False: "#2b6cb0", True: "#dd6b20", HARMONY: "#38a169"}
     fig, ax = plt.subplots(figsize=(11, 4.6), dpi=110)
     ax.set_axisbelow(True)                  # the grid behind the bars
     for pitch, _vel, start, end, ai in notes:
@@ -185,6 +234,8 @@ def piano_roll_figure(notes, title: str = "Piano Buddy duet", interrupts=()):
     ax.grid(axis="x", color="#eeeeee", linewidth=0.6)
     handles = [Patch(color=colours[False], label="player (8 buttons via Genie)"),
                Patch(color=colours[True], label="AI reply (melody LSTM)")]
+    if any(n[4] == HARMONY for n in notes):
+        handles.append(Patch(color=colours[HARMONY], label="AI accompaniment (harmony)"))
     for t in interrupts:
         ax.axvline(t, color="#c53030", linestyle="--", linewidth=1.2, zorder=3)
         ax.annotate("player interrupts:\nthe AI stops", (t, 1.0), xycoords=("data", "axes fraction"),
@@ -201,21 +252,27 @@ def piano_roll_figure(notes, title: str = "Piano Buddy duet", interrupts=()):
     return fig
 
 
-def run_demo(cfg: Config, out_dir: Path, seed: int = 7, play: bool = True) -> int:
-    """``piano-buddy demo``: render the duet, write the three files, play it if possible."""
+def run_demo(cfg: Config, out_dir: Path, seed: int = 7, play: bool = True,
+             harmony: bool = False) -> int:
+    """``piano-buddy demo``: render the duet, write the three files, play it if possible;
+    with ``harmony`` the AI accompanies (``duet-harmony.*``)."""
     from .synth import write_wav
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    cfg = dataclasses.replace(cfg, midi=dataclasses.replace(cfg.midi, enabled=False))
+    cfg = dataclasses.replace(cfg, midi=dataclasses.replace(cfg.midi, enabled=False),
+                              harmony=dataclasses.replace(cfg.harmony, enabled=harmony))
     samples, notes, stats = render_duet(cfg, seed)
     sr = cfg.audio.sample_rate
-    wav, mid, png = out_dir / "duet.wav", out_dir / "duet.mid", out_dir / "duet.png"
+    name = "duet-harmony" if harmony else "duet"
+    wav, mid, png = (out_dir / f"{name}{ext}" for ext in (".wav", ".mid", ".png"))
     write_wav(wav, samples, sr)
     write_midi(mid, notes.notes, cfg)
     roll = write_piano_roll(png, notes.notes, interrupts=stats["interrupt_times"])
     n_player = sum(1 for n in notes.notes if not n[4])
-    n_ai = len(notes.notes) - n_player
+    n_harmony = sum(1 for n in notes.notes if n[4] == HARMONY)
+    n_ai = len(notes.notes) - n_player - n_harmony
     print(f"Piano Buddy demo: {n_player} player notes, {n_ai} AI notes, "
+          + (f"{n_harmony} accompaniment notes, " if harmony else "") +
           f"{stats['replies']} replies, {stats['interrupts']} interrupt(s), "
           f"{len(samples) / sr:.1f} s of audio")
     print(f"  wrote {wav}, {mid}" + (f", {png}" if roll else " (no piano roll)"))

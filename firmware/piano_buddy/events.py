@@ -29,6 +29,7 @@ class Kind(str, Enum):
     KEY_OFF = "key_off"
     PEDAL = "pedal"          # sustain pedal: ``velocity`` is the controller value (>=64 down)
     DEVICE = "device"        # a MIDI keyboard appeared or vanished (for the log and the view)
+    KNOB = "knob"            # the knob turned while button 8 is held: ``source`` is the steps
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,8 +14,9 @@ vanishes is opened or dropped within ``poll_seconds``) and turns their bytes int
 * note-off without note-on, a repeated note-on, sysex, pitch bend, other controllers and
   every other message are ignored and counted in ``stats`` (the watcher logs what grew, at
   most once a minute);
-* velocity-0 note-on is a note-off; running status works across rtmidi messages (mido's
-  Tokenizer drops running-status data, so this module parses bytes itself);
+* velocity-0 note-on is a note-off; running status works across rtmidi messages, and
+  realtime bytes may come inside a message (mido 1.3's parser drops the first and resets on
+  the second, so this module frames bytes itself; a test says when mido can take over);
 * ``post`` follows the hand-over contract of :mod:`piano_buddy.events` (False: an onset was
   dropped, and then this keyboard's key is not counted as held); a KEY_OFF or pedal release
   that fails anyway (``post`` raised: a bug) is kept and posted again with its original time
@@ -34,20 +35,19 @@ vanishes is opened or dropped within ``poll_seconds``) and turns their bytes int
 it) and optionally to a hardware port; a failing port is logged once and dropped, never
 raising into the conductor.
 
-How bytes are read depends on the API. With ALSA (the Pi) rtmidi calls our callback from its
-own input thread. With JACK it would call it from JACK's real-time process thread, where
-waiting for Python's GIL makes the client miss its cycle; JACK2's dummy server then stalls
-the whole graph for good (seen in the tests here). So with JACK a reader thread of ours
-drains rtmidi's queue every ``READ_INTERVAL`` seconds and no Python runs in JACK's thread.
-
-The rtmidi API comes from ``backend`` ("mido.backends.rtmidi/UNIX_JACK", or just "UNIX_JACK"),
-else ``MIDO_BACKEND``, else rtmidi's default (ALSA on the Pi). The seam: ``backend="fake"`` or
+Ports come from a port module with python-rtmidi's interface (:func:`port_module`): rtmidi
+itself on the ALSA sequencer (the Pi; a desktop's PipeWire provides it too), where rtmidi calls
+our callback from its own input thread. The seam: ``backend="fake"`` or
 ``PIANO_BUDDY_MIDI=fake`` puts :mod:`piano_buddy.midi_fake`'s in-process ports under the same
-code (:func:`port_module`), as ``GPIOZERO_PIN_FACTORY=mock`` does for the pins.
+code, as ``GPIOZERO_PIN_FACTORY=mock`` does for the pins; a dotted module name puts that
+module's ports there (the test rig's ``tests.midi_jack``: JACK MIDI, for machines without an
+ALSA sequencer). rtmidi's own JACK API is refused: it calls back from JACK's real-time thread,
+where Python must not run (see ``tests/midi_jack.py``).
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import threading
@@ -76,7 +76,6 @@ IGNORED_COUNTERS = ("out_of_range", "note_off_without_on", "repeated_note_on", "
                     "post_failed", "post_refused", "callback_errors")
 
 REPORT_EVERY = 60.0            # seconds between log lines about ignored input (first: at once)
-READ_INTERVAL = 0.002          # seconds between drains of rtmidi's queue (JACK only)
 QUEUE_SIZE = 4096              # rtmidi's per-port queue between its thread and ours
 PEDAL_SETTLE_SECONDS = 0.5     # a sustain value this soon after connecting (before any key)
                                # is the keyboard reporting its pedal at rest
@@ -87,21 +86,38 @@ _own_client_names: set[str] = {IN_CLIENT_NAME, WATCH_CLIENT_NAME}
 FAKE_BACKENDS = ("fake", "piano_buddy.midi_fake")
 
 
+PORT_MODULE_NEEDS = ("MidiIn", "MidiOut", "API_UNSPECIFIED")
+
+
 def port_module(backend: str | None = None):
-    """The module that makes ports: python-rtmidi, or :mod:`piano_buddy.midi_fake` when
-    ``backend`` or ``PIANO_BUDDY_MIDI`` says "fake" (the seam, like GPIOZERO_PIN_FACTORY)."""
-    chosen = backend if backend is not None else os.environ.get("PIANO_BUDDY_MIDI", "")
-    if chosen.strip().lower() in FAKE_BACKENDS:
+    """The module that makes ports (the seam, like GPIOZERO_PIN_FACTORY): ``backend``, else
+    ``PIANO_BUDDY_MIDI``: empty for python-rtmidi, "fake" for :mod:`piano_buddy.midi_fake`, or
+    the dotted name of a module with rtmidi's ``MidiIn``/``MidiOut`` interface."""
+    chosen = (backend if backend is not None else os.environ.get("PIANO_BUDDY_MIDI", "")).strip()
+    if chosen.lower() in FAKE_BACKENDS:
         from . import midi_fake
         return midi_fake
+    if "." in chosen and "/" not in chosen:
+        try:
+            module = importlib.import_module(chosen)
+        except Exception as exc:
+            raise ConfigError(f"MIDI port module {chosen!r} (PIANO_BUDDY_MIDI) cannot be "
+                              f"imported: {exc}") from exc
+        missing = [n for n in PORT_MODULE_NEEDS if not hasattr(module, n)]
+        if missing:
+            raise ConfigError(f"MIDI port module {chosen!r} (PIANO_BUDDY_MIDI) lacks "
+                              f"{', '.join(missing)}")
+        return module
     import rtmidi
     return rtmidi
 
 
 def rtmidi_api(backend: str | None):
-    """The rtmidi API constant for a mido-style backend string (None: ``MIDO_BACKEND``)."""
+    """The API constant to open ports with. For python-rtmidi: from a mido-style backend
+    string (``backend``, else ``MIDO_BACKEND``: "mido.backends.rtmidi/LINUX_ALSA" or just
+    "LINUX_ALSA"), else rtmidi's default (ALSA on Linux). Its JACK API is refused."""
     rtmidi = port_module(backend)
-    if rtmidi.__name__.endswith("midi_fake"):
+    if rtmidi.__name__ != "rtmidi":
         return rtmidi.API_UNSPECIFIED
     backend = backend if backend is not None else os.environ.get("MIDO_BACKEND", "")
     name = backend.rpartition("/")[2].strip() if "/" in backend else ""
@@ -113,19 +129,11 @@ def rtmidi_api(backend: str | None):
     if api is None:
         raise ConfigError(f"MIDI backend {backend!r}: unknown rtmidi API {name!r} "
                           f"(compiled in: {rtmidi.get_compiled_api()})")
+    if api == rtmidi.API_UNIX_JACK:
+        raise ConfigError(f"MIDI backend {backend!r}: rtmidi's JACK API calls back from "
+                          "JACK's real-time thread, where the firmware's Python cannot run "
+                          "safely; use the ALSA sequencer (with JACK, a2jmidid bridges it)")
     return api
-
-
-def jack_server_gone() -> bool:
-    """True when the JACK server's socket (JACK2 on Linux) is missing.
-
-    rtmidi's JACK clients outlive their server silently: they keep listing its ports, and
-    libjack frees them when a new client is opened, so a later close crashes. Checking the
-    socket lets the watcher close them first. A server killed with SIGKILL leaves its socket
-    behind and is not noticed this way (JACK is the desktop/test path; the Pi uses ALSA).
-    """
-    name = os.environ.get("JACK_DEFAULT_SERVER") or "default"
-    return not os.path.exists(f"/dev/shm/jack_{name}_{os.getuid()}_0")
 
 
 def _client_of(port_name: str) -> str:
@@ -243,7 +251,6 @@ class _Device:
         self.keys_seen = False
         self.connected_at = float("-inf")
         self.closed = False
-        self.io_lock = threading.Lock()    # the reader drains, _drop closes: never both
 
 
 class MidiInput:
@@ -256,8 +263,8 @@ class MidiInput:
 
     def __init__(self, post: Callable[[InputEvent], bool], *, name_pattern: str = "",
                  poll_seconds: float = 2.0, clock: Callable[[], float] = time.monotonic,
-                 backend: str | None = None, rate: float = 200.0, burst: float = 64.0,
-                 read_mode: str | None = None) -> None:
+                 backend: str | None = None, rate: float = 200.0, burst: float = 64.0
+                 ) -> None:
         if poll_seconds <= 0:
             raise ConfigError(f"MIDI poll_seconds = {poll_seconds!r}: must be > 0")
         self._post_fn = post
@@ -270,10 +277,6 @@ class MidiInput:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._reader: threading.Thread | None = None
-        if read_mode not in (None, "callback", "poll"):
-            raise ConfigError(f"MIDI read_mode = {read_mode!r}: must be 'callback' or 'poll'")
-        self._read_mode = read_mode
         self._probe = None
         self._devices: dict[str, _Device] = {}
         self._holders: dict[int, set[int]] = {}     # pitch -> ids of devices holding it
@@ -300,29 +303,17 @@ class MidiInput:
     def poll_seconds(self) -> float:
         return self._poll
 
-    @property
-    def polling(self) -> bool:
-        """True when a reader thread drains rtmidi's queue (JACK) instead of a callback."""
-        if self._read_mode is not None:
-            return self._read_mode == "poll"
-        rtmidi = self._ports
-        if self._api is None:
-            self._api = rtmidi_api(self._backend)
-        return self._api == rtmidi.API_UNIX_JACK
-
     def close(self, timeout: float = 1.0) -> None:
         """Stop watching, close every port (posting KEY_OFF for what was held). Waits at most
-        ``timeout`` for each thread (a watcher stuck in the MIDI system must not hold up the
+        ``timeout`` for the watcher (one stuck in the MIDI system must not hold up the
         shutdown). Safe twice."""
         self._stop.set()
-        for attr in ("_thread", "_reader"):
-            thread = getattr(self, attr)
-            setattr(self, attr, None)
-            if thread is not None and thread is not threading.current_thread():
-                thread.join(timeout=timeout)
-                if thread.is_alive():
-                    log.warning("MIDI %s thread still busy after %g s; closing without it",
-                                thread.name, timeout)
+        thread, self._thread = self._thread, None
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout=timeout)
+            if thread.is_alive():
+                log.warning("MIDI %s thread still busy after %g s; closing without it",
+                            thread.name, timeout)
         for device in list(self._devices.values()):
             self._drop(device, "input closed")
         with self._lock:
@@ -344,19 +335,9 @@ class MidiInput:
     def scan(self) -> None:
         """One hot-plug pass (the watcher calls it every ``poll_seconds``; tests may too).
 
-        If listing fails, every open keyboard is dropped (its notes released) and the next
-        pass tries again. A JACK server that ends is noticed by its socket going away (see
-        ``jack_server_gone``): its clients must be closed before any new one is opened."""
+        If listing fails (the MIDI system went away), every open keyboard is dropped (its
+        notes released) and the next pass tries again."""
         rtmidi = self._ports
-        if self._api is None:
-            self._api = rtmidi_api(self._backend)
-        if self._api == rtmidi.API_UNIX_JACK and jack_server_gone():
-            probe, self._probe = self._probe, None
-            for device in list(self._devices.values()):
-                self._drop(device, "gone with the JACK server")
-            if probe is not None:
-                _quietly(probe.delete)
-            raise MidiError("MIDI input unavailable (JACK server not running); retrying")
         try:
             if self._probe is None:
                 self._probe = rtmidi.MidiIn(rtapi=self._api, name=WATCH_CLIENT_NAME)
@@ -422,11 +403,6 @@ class MidiInput:
 
     def _open(self, name: str) -> None:
         rtmidi = self._ports
-        polling = self.polling
-        if polling and self._reader is None and not self._stop.is_set():
-            self._reader = threading.Thread(target=self._read_loop, name="midi-read",
-                                            daemon=True)
-            self._reader.start()
         rt = rtmidi.MidiIn(rtapi=self._api, name=IN_CLIENT_NAME, queue_size_limit=QUEUE_SIZE)
         try:
             ports = rt.get_ports()
@@ -438,8 +414,7 @@ class MidiInput:
                 device.connected_at = self._clock()
             device.rt = rt
             rt.ignore_types(sysex=False, timing=True, active_sense=True)
-            if not polling:
-                rt.set_callback(self._on_midi, device)
+            rt.set_callback(self._on_midi, device)
             rt.open_port(ports.index(name), "keys")
         except BaseException:
             _quietly(rt.cancel_callback)
@@ -461,8 +436,7 @@ class MidiInput:
             self._release_all(device, now, pedal_too=True)
             self.stats["devices_closed"] += 1
             self._post(Kind.DEVICE, device.id, now, 0)
-        with device.io_lock:
-            rt, device.rt = device.rt, None
+        rt, device.rt = device.rt, None
         if rt is not None:
             _quietly(rt.cancel_callback)
             _quietly(rt.close_port)
@@ -480,25 +454,6 @@ class MidiInput:
             self._logged.update({k: self.stats[k] for k in changed})
             log.info("MIDI input ignored since last report: %s",
                      ", ".join(f"{k} {v}" for k, v in changed.items()))
-
-    def _read_loop(self) -> None:
-        """JACK only: drain each port's rtmidi queue; the same path as the callback."""
-        while not self._stop.wait(READ_INTERVAL):
-            with self._lock:
-                devices = list(self._devices.values())
-            for device in devices:
-                with device.io_lock:
-                    rt = device.rt
-                    if rt is None:
-                        continue
-                    try:
-                        for _ in range(QUEUE_SIZE):
-                            item = rt.get_message()
-                            if item is None:
-                                break
-                            self._on_midi(item, device)
-                    except Exception:
-                        self.stats["callback_errors"] += 1
 
     # --- rtmidi thread ---------------------------------------------------------------------
     def _on_midi(self, event, device: _Device) -> None:
@@ -630,7 +585,7 @@ class MidiOutput:
 
     Never raises after construction: a port that fails is logged once and dropped, and
     opened again every ``RETRY_SECONDS`` (:meth:`check`, which the supervisor calls, also
-    notices a JACK server that went away, so a restarted server gets our port back).
+    notices a port its MIDI system closed, so a restarted MIDI system gets our port back).
     """
 
     HARDWARE_RETRY_SECONDS = 5.0
@@ -672,22 +627,25 @@ class MidiOutput:
         return self._virtual is not None
 
     def check(self) -> None:
-        """Drop ports whose JACK server is gone; reopen the virtual port when it is due."""
-        rtmidi = self._ports
+        """Drop ports their MIDI system closed; reopen the virtual port when it is due."""
         with self._lock:
             if self._closed:
                 return
-            if self._api == rtmidi.API_UNIX_JACK and jack_server_gone():
-                ports = [p for p in (self._virtual, self._hardware) if p is not None]
-                if ports:
-                    log.warning("MIDI output %r: the JACK server went away; reopening when "
-                                "it is back", self.name)
-                self._virtual = self._hardware = None
+            lost = [p for p in (self._virtual, self._hardware)
+                    if p is not None and not _is_open(p)]
+            if lost:
+                log.warning("MIDI output %r: the MIDI system closed %s; reopening",
+                            self.name, "its port" if len(lost) == 1 else "its ports")
+                if self._virtual in lost:
+                    self._virtual = None
+                    self._next_virtual_try = self._clock() + self.RETRY_SECONDS
+                if self._hardware in lost:
+                    self._hardware = None
+                    self._next_hardware_try = self._clock() + self.HARDWARE_RETRY_SECONDS
                 self._sounding.clear()
-                for port in ports:      # close before any new client is opened (see above)
+                for port in lost:
                     _quietly(port.close_port)
                     _quietly(port.delete)
-                self._next_virtual_try = self._clock() + self.RETRY_SECONDS
                 return
             if self._virtual is None and self._clock() >= self._next_virtual_try:
                 self._next_virtual_try = self._clock() + self.RETRY_SECONDS
@@ -824,6 +782,15 @@ class MidiOutput:
                 if label not in self._failed_logged:
                     self._failed_logged.add(label)
                     log.warning("MIDI output %r failed (%s); dropped, playing on", label, exc)
+
+
+def _is_open(port) -> bool:
+    """rtmidi's ``is_port_open`` (True for an open virtual port too); a port that cannot say
+    counts as open."""
+    try:
+        return bool(port.is_port_open())
+    except Exception:
+        return True
 
 
 def _quietly(action: Callable[[], object]) -> None:

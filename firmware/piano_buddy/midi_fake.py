@@ -133,6 +133,9 @@ class MidiIn:
             kb._listeners.append(self)
             self._keyboard = kb
 
+    def is_port_open(self) -> bool:
+        return self._keyboard is not None
+
     def close_port(self) -> None:
         with _lock:
             if self._keyboard is not None and self in self._keyboard._listeners:
@@ -178,6 +181,9 @@ class MidiOut:
         with _lock:
             self._synth = list(_synths.values())[index]
             self._target = self._synth.received
+
+    def is_port_open(self) -> bool:
+        return self._target is not None
 
     def send_message(self, message) -> None:
         target = self._target

@@ -15,11 +15,13 @@ from typing import Callable
 
 from .config import PanelConfig
 from .events import InputEvent, Kind
+from .modes import CREATIVITY_BUTTON
 
 log = logging.getLogger(__name__)
 
 # LED patterns, as (on_time, off_time) for gpiozero blink/pulse
 THINKING_PULSE = (0.35, 0.35)    # the turn LED breathes while the AI thinks
+ATTRACT_PULSE = (2.0, 2.0)       # and slowly while the box invites a visitor (attract.py)
 ERROR_BLINK = (0.08, 0.12)       # fast flicker of the turn LED + every other button LED
 MOCK_HISTORY = 200               # pin states a mock pin remembers (for tests and the view)
 
@@ -104,7 +106,8 @@ class Panel:
 
     def __init__(self, cfg: PanelConfig, post: Callable[[InputEvent], object], *,
                  clock: Callable[[], float] = time.monotonic, pin_factory=None,
-                 on_volume: Callable[[float], None] | None = None, volume: float = 0.8):
+                 on_volume: Callable[[float], None] | None = None, volume: float = 0.8,
+                 on_creativity: Callable[[int], None] | None = None):
         from gpiozero import LED, Button, PWMLED, RotaryEncoder
 
         self._post, self._clock = post, clock
@@ -120,10 +123,13 @@ class Panel:
         self.turn_led = PWMLED(cfg.turn_led, **kw)
         self.encoder = None
         self._on_volume = on_volume
-        if cfg.volume_encoder and on_volume is not None:
+        self._on_creativity = on_creativity
+        self._knob_steps = 0
+        if cfg.volume_encoder and (on_volume is not None or on_creativity is not None):
             a, b_pin = cfg.volume_encoder
             self.encoder = RotaryEncoder(a, b_pin, max_steps=20, **kw)
             self.encoder.steps = round(volume * 40 - 20)
+            self._knob_steps = self.encoder.steps
             self.encoder.when_rotated = self._volume_changed
         self._devices = [*self.buttons, *self.leds, self.turn_led] + (
             [self.encoder] if self.encoder else [])
@@ -139,8 +145,18 @@ class Panel:
         return handler
 
     def _volume_changed(self, _device=None):
-        if self.encoder is not None and self._on_volume is not None:
-            self._on_volume((self.encoder.steps + 20) / 40)
+        """The knob turned: the volume, or - while button 8 is held - how adventurous the
+        AI is (the box has no pin left for the knob's push switch; hardware/pins.toml)."""
+        if self.encoder is None:
+            return
+        steps = self.encoder.steps
+        delta, self._knob_steps = steps - self._knob_steps, steps
+        if (self._on_creativity is not None and delta
+                and self.buttons[CREATIVITY_BUTTON].is_pressed):
+            self.encoder.steps = self._knob_steps = steps - delta   # the volume stays
+            self._on_creativity(delta)
+        elif self._on_volume is not None:
+            self._on_volume((steps + 20) / 40)
 
     def is_pressed(self, button: int) -> bool:
         """The button's level now (the conductor's safety net against a lost release edge)."""
@@ -154,7 +170,8 @@ class Panel:
             led.on() if on else led.off()
 
     def turn(self, mode: str) -> None:
-        """Show whose turn it is: 'player' (dark), 'thinking' (breathing), 'ai' (on)."""
+        """Show whose turn it is: 'player' (dark), 'thinking' (breathing), 'ai' (on), or
+        'attract' (breathing slowly: nobody is there)."""
         if mode == self.mode:
             return
         self.mode = mode
@@ -164,6 +181,8 @@ class Panel:
     def _show_turn(self) -> None:
         if self.mode == "thinking":
             self.turn_led.pulse(fade_in_time=THINKING_PULSE[0], fade_out_time=THINKING_PULSE[1])
+        elif self.mode == "attract":
+            self.turn_led.pulse(fade_in_time=ATTRACT_PULSE[0], fade_out_time=ATTRACT_PULSE[1])
         elif self.mode == "ai":
             self.turn_led.on()
         else:

@@ -352,6 +352,8 @@ def render_view(box, audio_label: str, *, notes: NoteRows | None = None,
     turn = {"player": "your turn", "thinking": "the AI is listening...",
             "ai": "the AI is playing - press any button to take the turn back"
             }.get(c.turn.value, c.turn.value)
+    if c.attract.active:
+        turn = "waiting for a visitor (attract mode) - press any button to play"
     if c.faults:
         turn = "\x1b[91mERROR: " + "; ".join(c.faults.values()) + RESET
     quit_line = (f"{BOLD}Are you done? Press q again to quit; any other key plays on.{RESET}"
@@ -366,6 +368,12 @@ def render_view(box, audio_label: str, *, notes: NoteRows | None = None,
         "keys     " + " ".join(letters) + "   (or 1-8)",
         "lamps    " + " ".join(lamps),
         f"turn     {chr(0x25CF) if snap['turn_led'] > 0.5 else chr(0x25CB)} {turn}",
+        "mode     " + ("small hands: buttons 1 3 6 8 (hold 1 and 8 for 2 s: all eight)"
+                       if c.small_hands else "eight buttons (hold 1 and 8 for 2 s: small hands)")
+        + f"; AI creativity {c.creativity.level + 1} of 8",
+        "game     " + (f"copy me: watch the lamps, then play the {c.game.length} notes back "
+                       f"({c.game.right} right so far; hold 1 and 2 for 2 s to stop)"
+                       if c.game is not None else "duet (hold 1 and 2 for 2 s: copy me)"),
         "",
         f"you      {notes.text('player')}",
         f"AI       {notes.text('ai')}",
@@ -442,6 +450,18 @@ def recordings_folder(cfg: Config) -> Path | None:
     return SIMULATOR_RECORDINGS
 
 
+def counts_folder(cfg: Config) -> Path:
+    """Where the simulator keeps visitor counts: the configured (or default) folder when it
+    can be written, else ``out/stats``, like the recordings."""
+    from .counts import stats_folder
+
+    folder = stats_folder(cfg)
+    probe = folder if folder.is_dir() else folder.parent
+    if probe.is_dir() and os.access(probe, os.W_OK):
+        return folder
+    return SIMULATOR_OUT / "stats"
+
+
 def _log_to_file(out_dir: Path) -> Path:
     """Send the firmware's log to a file while the terminal shows the live view."""
     import logging
@@ -511,9 +531,13 @@ def run_simulator(cfg: Config, stop: threading.Event, why: str = "") -> int:
     if folder is not None:
         cfg = dataclasses.replace(cfg, recording=dataclasses.replace(cfg.recording,
                                                                      folder=str(folder)))
+    if cfg.stats.enabled:
+        cfg = dataclasses.replace(cfg, stats=dataclasses.replace(
+            cfg.stats, folder=str(counts_folder(cfg))))
     factory = mock_factory()
     box = Box(cfg, pin_factory=factory, open_sink=open_sink, audio_label=label,
-              use_recorder=folder is not None)
+              use_recorder=folder is not None,
+              use_keys=False)      # the simulator reads this keyboard itself
     quiet = quiet_alsa_errors()      # MIDI and audio retries must not print over the view
     quiet.__enter__()
     fd = sys.stdin.fileno()

@@ -20,6 +20,7 @@ from piano_buddy.panel import mock_factory
 def main() -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr)
     cfg: Config = from_dict({"midi": {"enabled": False}, "recording": {"enabled": False},
+                             "stats": {"enabled": False},
                              "audio": {"period_frames": 128, "periods": 4},  # rig.TEST_BUFFER
                              "turns": {"reply_min": 6.0, "reply_max": 8.0}})
     stop = threading.Event()

@@ -1,4 +1,4 @@
-"""A child process for the JACK-restart test: the real box with MIDI on (rtmidi's JACK API)
+"""A child process for the JACK-restart test: the real box with MIDI on (JACK MIDI ports)
 and the recorder on. Protocol on stdin/stdout with the parent test:
 
   child: PLAYED            (a phrase went through the pins and was recorded)
@@ -6,7 +6,7 @@ and the recorder on. Protocol on stdin/stdout with the parent test:
   child: REOPENED <bool>   (MIDI out came back on the new server within 15 s)
   parent sends SIGTERM; the child closes the box like the service and prints CLOSED.
 
-Run with the JACK server's variables and MIDO_BACKEND set; argv[1] is the recordings folder.
+Run with the JACK server's variables and PIANO_BUDDY_MIDI=tests.midi_jack set; argv[1] is the recordings folder.
 """
 
 import logging

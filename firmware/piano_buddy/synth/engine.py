@@ -1,25 +1,30 @@
 """The synth: note commands in from any thread, one int16 block out per ``render()`` call.
 
 Real-time rules of the render path (the audio thread): every array it touches is allocated
-here in ``__init__``; each block is a fixed sequence of numpy calls with ``out=`` over all
-voices at once (no per-sample Python loop, no per-voice loop except for the rare stage
-changes and commands); no locks (commands come through the lock-free ``CommandQueue``), no
-logging, no exceptions on a full queue.
+here in ``__init__``; each block is a fixed sequence of numpy calls into preallocated
+arrays over all voices at once (no per-sample Python loop, no per-voice loop except for
+the rare stage changes and commands); no locks (commands come through the lock-free
+``CommandQueue``), no logging, no exceptions on a full queue. The box renders 64-frame
+blocks, 750 a second, so the number of calls counts as much as their work: ufuncs take
+their output positionally (the ``out=`` keyword costs ~0.3 us a call), every operand has
+the output's shape and dtype (a broadcast or a cast makes numpy buffer), and the views a
+full block needs are made once.
 
 How a block is made: commands are drained at the block's start; the block is then split at
 the frames of scheduled commands (``at_frame``) so the AI's notes start on their exact
 sample, and each piece ("segment") is rendered by ``_render_segment``:
 
-1. envelopes: every voice's level and every oscillator row's own decay at the segment's
-   end (one formula each);
-2. gains: for each channel and oscillator row, the gain at the segment's start and its
-   slope per frame (amplitude x pan x envelope), a small matrix W;
-3. oscillators: table phase for every frame and row from one matmul, then one gather of
-   interleaved (sample, slope) pairs and linear interpolation, always over all rows, so
-   every operand has the same shape (numpy then allocates no iteration buffer) and the
-   cost is the same whether one key or sixteen are down;
-4. mix: ``X @ W^T`` sums all rows with their gains and gain slopes in one BLAS call, so the
-   per-sample gain ramp costs two vector operations on the mix instead of one per row.
+1. envelopes: every voice's level at the segment's end (one formula; skipped while every
+   voice is held or idle) and whether a stage ends in it (a frame known in advance);
+2. gains: every row's gain decays by its own factor; times its voice's level, that is the
+   gain at the segment's end, and the change from its start: a small matrix W;
+3. oscillators: table phase for every frame and row from one matmul, rounded to the table
+   index with a magic constant (no float-to-int conversion), then one gather of
+   interleaved (midpoint, slope) pairs weighted by [1, fraction - 0.5], always over all
+   rows, so every operand has the same shape and the cost is the same whether one key or
+   sixteen are down;
+4. mix: ``pairs @ W^T`` sums all rows' samples and slope parts with their gains and gain
+   changes in one BLAS call; the per-sample gain ramp is one multiply and a tiny matmul.
 The room (``reverb.Reverb``, when enabled), then the volume knob, compressor, limiter and
 the int16 conversion follow (``limiter.OutputStage``).
 """
@@ -44,6 +49,13 @@ PLAYER = 0          # notes from the buttons and MIDI keyboards
 AI = 1              # the model's reply
 MAX_TAGS = 8
 STARTED_RING = 64   # how many recent note starts ``started()`` remembers
+# 1.5 * 2**23: a float32 in [2**23, 2**24) has a spacing of exactly 1, so x + _MAGIC rounds x
+# to an integer and the float's low mantissa bits hold it (two's complement): the table
+# index without a float-to-int conversion
+_MAGIC = 1.5 * 2.0 ** 23
+_WRAP_FRAMES = 256  # phases are wrapped into their tables at least every this many frames
+_FLUSH_EVERY = 64   # blocks: row gains under _TINY are set to zero (no denormals, ever)
+_TINY = 1e-30
 
 _STAT_KEYS = ("blocks", "note_ons", "note_offs", "retriggers", "steals", "replaced_pending",
               "dropped_commands", "flagged_releases", "ignored_notes", "late_events",
@@ -96,40 +108,50 @@ class Synth:
         self._started_pitch = np.zeros(STARTED_RING, dtype=np.int16)
         self._started_tag = np.zeros(STARTED_RING, dtype=np.int16)
         self._started_count = 0
-        # ---- render buffers (allocated once) ----
+        # ---- render buffers (allocated once; see _render_segment) ----
         R = vb.rows_per_voice
         rows = R * self.n_voices
-        mix_channels = vb.amp_pan.shape[0]
-        self._next_level = np.zeros(self.n_voices)          # level at the segment's end
-        self._decay = np.zeros(self.n_voices)
-        self._row_next = np.zeros(rows)                      # each row's decay at the end
-        self._row_decay = np.zeros(rows)
-        self._row_env = np.zeros(rows)                       # level x row decay
-        self._row_env_by_voice = self._row_env.reshape(self.n_voices, R)
-        self._row_next_by_voice = self._row_next.reshape(self.n_voices, R)
-        self._level_column = self._next_level[:, None]
-        self._crossed = np.zeros(self.n_voices, dtype=bool)
-        self._crossed_below = np.zeros(self.n_voices, dtype=bool)
-        # per channel and row: [gain at the segment's start, gain slope per frame]; its
-        # transpose (rows, 2 * channels) is the right-hand side of the mixing matmul
-        self._w = np.zeros((mix_channels, 2, rows), dtype=np.float32)
-        self._w_gain = self._w[:, 0]
-        self._w_slope = self._w[:, 1]
-        self._w_t = self._w.reshape(2 * mix_channels, rows).T
-        self._g1 = np.zeros((mix_channels, rows), dtype=np.float32)   # gain at segment end
-        self._phase_step = np.zeros(rows)
-        self._ramp2 = np.vstack([np.arange(F), np.ones(F)]).T.astype(np.float32).copy()
-        self._t = np.repeat(np.arange(1, F + 1, dtype=np.float32)[:, None], mix_channels, axis=1)
-        self._full = (np.zeros((F, rows), dtype=np.float32),      # phase
-                      np.zeros((F, rows), dtype=np.float32),      # its floor
-                      np.zeros((F, rows), dtype=np.float32),      # fraction
-                      np.zeros((F, rows), dtype=np.intp),         # table index
+        mc = vb.gain.shape[0]                     # mix channels: 1 or 2
+        f32 = np.float32
+        # the mixing weights, a ring of two: W[k] = [gain at the segment's start (mc rows);
+        # its change over the segment (mc rows)], each gain twice (for a row's sample and
+        # its slope x fraction, interleaved as the table's pairs are)
+        self._w = np.zeros((2, 2 * mc, 2 * rows), dtype=f32)
+        self._w_slot = 0
+        # views: the gains at a segment's end, shaped to be filled by one broadcast multiply
+        self._w_end = [self._w[k, :mc].reshape(mc, self.n_voices, 2 * R) for k in (0, 1)]
+        self._gain_rows = vb.gain2.reshape(mc, self.n_voices, 2 * R)
+        self._level_rows = vb.level.reshape(1, self.n_voices, 1)
+        self._row_decay_n2 = np.zeros((mc, rows, 2), dtype=f32)
+        self._level_full = np.zeros((mc, self.n_voices, 2 * R), dtype=f32)
+        self._ramp2 = np.vstack([np.arange(F), np.ones(F)]).T.astype(f32).copy()
+        # y = [start part, change part] per frame; mix = (y x [1, ramp]) @ [I; I], where the
+        # ramp is (t + 1) / n for a full block and t + 1 for a part (its change is per frame)
+        t1 = np.arange(1, F + 1, dtype=f32)[:, None]
+        self._ramp_full = np.hstack([np.ones((F, mc), dtype=f32), np.repeat(t1 / F, mc, axis=1)])
+        self._ramp_part = np.hstack([np.ones((F, mc), dtype=f32), np.repeat(t1, mc, axis=1)])
+        self._sum_parts = np.vstack([np.eye(mc, dtype=f32)] * 2)
+        self._decay_n = np.zeros(self.n_voices, dtype=f32)     # a partial segment's decays
+        self._row_decay_n = np.zeros(rows, dtype=f32)
+        self._step_n = np.zeros(rows, dtype=f32)
+        self._magic = np.float32(_MAGIC)
+        self._wrap_every = max(1, _WRAP_FRAMES // F)
+        self._weights = np.ones((F, rows, 2), dtype=f32)          # [1, phase fraction - 0.5]
+        self._full = (np.zeros((F, rows), dtype=f32),             # phase - 0.5
+                      np.zeros((F, rows), dtype=f32),             # + magic, then its floor
+                      np.zeros((F, rows), dtype=np.int32),        # table index ...
+                      np.zeros((F, rows), dtype=np.intp),         # ... as numpy's take wants it
                       vb.offset_frames,                           # table start per row
                       vb.mask_frames,                             # table size - 1 per row
-                      np.zeros((F, rows, 2), dtype=np.float32),   # (sample, slope) pairs
-                      np.zeros((F, rows), dtype=np.float32),      # interpolated samples
-                      np.zeros((F, 2 * mix_channels), dtype=np.float32))
-        self._mix = np.zeros((F, mix_channels), dtype=np.float32)
+                      np.zeros((F, rows, 2), dtype=f32),          # (sample, slope) pairs
+                      np.zeros((F, 2 * mc), dtype=f32))           # mixed: gain, change parts
+        self._tiny = np.zeros((mc, rows, 2), dtype=bool)
+        self._zero = np.zeros((), dtype=f32)
+        self._mix = np.zeros((F, mc), dtype=f32)
+        self._w_t = [self._w[k].T for k in (0, 1)]
+        ph, m, i32, idx, offset, mask, pairs, y = self._full
+        self._views = (ph, m, m.view(np.int32), i32, idx, offset, mask, pairs,
+                       pairs.reshape(F, -1), self._weights[:, :, 1], y, self._ramp_full)
         self._block = np.zeros((F, self.channels), dtype=np.int16)
         self._starts: list[int] = []
 
@@ -305,7 +327,7 @@ class Synth:
                 # re-pressed during its release tail takes a free voice instead, at once, so
                 # a child hammering one button hears every press without delay.
                 self.stats["retriggers"] += 1
-                vb.fade(v, note)
+                vb.fade(v, note, frame)
                 return
             v = vb.find_pending(pitch, tag)
             if v >= 0:                                 # re-struck before it even started
@@ -316,12 +338,12 @@ class Synth:
                 self._start(v, note, frame)
             else:
                 self.stats["steals" if how == "steal" else "replaced_pending"] += 1
-                vb.fade(v, note)
+                vb.fade(v, note, frame)
         elif kind == NOTE_OFF:
             self.stats["note_offs"] += 1
             v = vb.find(cmd[PITCH], cmd[TAG])
             if v >= 0:
-                vb.release(v)
+                vb.release(v, frame)
             else:
                 v = vb.find_pending(cmd[PITCH], cmd[TAG])
                 if v >= 0:                             # released before its voice was free
@@ -329,23 +351,23 @@ class Synth:
                     vb.pending_note[v] = None
         elif kind == CANCEL:
             self.stats["cancels"] += 1
-            self._release_where(cmd[TAG])
+            self._release_where(cmd[TAG], frame)
             if any(c[TAG] == cmd[TAG] for c in self._scheduled):
                 self._scheduled[:] = [c for c in self._scheduled if c[TAG] != cmd[TAG]]
                 heapq.heapify(self._scheduled)
         elif kind == ALL_OFF:
             self.stats["all_notes_offs"] += 1
-            self._release_where(None)
+            self._release_where(None, frame)
             self._scheduled.clear()
 
-    def _release_where(self, tag: int | None) -> None:
+    def _release_where(self, tag: int | None, frame: int) -> None:
         """Release held voices with this tag (None: all) and forget pending notes with it."""
         vb = self.voices
         held = (vb.stage == ATTACK) | (vb.stage == HELD)
         if tag is not None:
             held &= vb.tag == tag
         for v in np.flatnonzero(held):
-            vb.release(int(v))                       # (an attack completes first: ~3 ms)
+            vb.release(int(v), frame)                # (an attack completes first: ~3 ms)
         for v in np.flatnonzero(vb.pending):        # pending notes go by their own tag
             note = vb.pending_note[v]
             if tag is None or note is None or note[2] == tag:
@@ -355,6 +377,7 @@ class Synth:
     def _start(self, v: int, note: tuple, frame: int) -> None:
         pitch, velocity, tag, stamp = note
         self.voices.start(v, pitch, velocity, tag, frame)
+        self.output.strikes += 1              # (the compressor may follow a new strike)
         i = self._started_count % STARTED_RING
         self._started_stamp[i] = np.nan if stamp is None else stamp
         self._started_frame[i] = frame
@@ -368,84 +391,107 @@ class Synth:
         self._next_hold_check = start + self.sample_rate // 10
         held = (vb.stage == ATTACK) | (vb.stage == HELD)
         for v in np.flatnonzero(held & (start - vb.start_frame > self._max_hold)):
-            vb.release(int(v))
+            vb.release(int(v), start)
             self.stats["auto_releases"] += 1
 
     def _render_segment(self, pos: int, end: int, block_start: int) -> None:
         n = end - pos
         vb = self.voices
-        active = vb.highest_active
         mix = self._mix[pos:end]
-        if active == 0:
+        if vb.highest_active == 0:
             mix.fill(0.0)
             return
-        # 1. envelopes at the segment's end: the voices' levels,
-        #    target + (state - target) * exp(-n * rate), and every row's own decay
-        level = self._next_level
-        np.multiply(vb.rate, -float(n), out=self._decay)
-        np.exp(self._decay, out=self._decay)
-        np.subtract(vb.state, vb.target, out=level)
-        np.multiply(level, self._decay, out=level)
-        np.add(level, vb.target, out=level)
-        np.multiply(vb.row_rate, -float(n), out=self._row_decay)
-        np.exp(self._row_decay, out=self._row_decay)
-        np.multiply(vb.row_env, self._row_decay, out=self._row_next)
-        np.greater_equal(level, vb.end_above, out=self._crossed)
-        np.less_equal(level, vb.end_below, out=self._crossed_below)
-        np.logical_or(self._crossed, self._crossed_below, out=self._crossed)
+        full = n == self.block_frames
+        # 1. every voice's level at the segment's end (e *= exp(-n rate); level = target + e)
+        #    and every row's own decay; a full block's factors were computed at each stage's
+        #    start, a part of a block (split at a scheduled note) computes its own
+        if full:
+            decay, row_decay = vb.d_block, vb.row_d2
+        else:
+            decay, row_decay = self._decay_n, self._row_decay_n2
+            np.multiply(vb.rate, -float(n), decay)
+            np.exp(decay, decay)
+            np.multiply(vb.row_rate, -float(n), self._row_decay_n)
+            np.exp(self._row_decay_n, self._row_decay_n)
+            np.copyto(row_decay, self._row_decay_n[None, :, None])
+        # (every voice held or idle: the levels are 1 or 0 and stay so, nothing to compute)
+        steady = vb.n_changing == 0
+        if not steady:
+            np.multiply(vb.e, decay, vb.e)
+            np.add(vb.e, vb.target, vb.level)
+        end_frame = block_start + end
         starts = self._starts
-        if np.count_nonzero(self._crossed):      # (much cheaper than .any() on tiny arrays)
-            for v in np.flatnonzero(self._crossed):
-                if vb.stage_ends(int(v), level):
+        ended = end_frame >= vb.next_cross.item() - 1e-6
+        if ended:                              # a stage ends in this segment (rare)
+            for v in np.flatnonzero(vb.cross_at <= end_frame + 1e-6):
+                if vb.stage_ends(int(v), end_frame):
                     starts.append(int(v))
-        # 2. gains per channel and row at the segment's end (amplitude x pan x level x row
-        #    decay), and the slope from its start
-        np.multiply(self._row_next_by_voice, self._level_column, out=self._row_env_by_voice)
-        np.multiply(vb.amp_pan, self._row_env, out=self._g1, casting="same_kind")
-        np.subtract(self._g1, self._w_gain, out=self._w_slope)
-        np.multiply(self._w_slope, 1.0 / n, out=self._w_slope)
+        # 2. gains at the segment's end: rows' gains decay, times their voice's level, into
+        #    the next weight slot; the change from the segment's start into this slot. With
+        #    every level 1 or 0 (an idle voice's gains are zero) that product is the gains.
+        np.multiply(vb.gain2, row_decay, vb.gain2)
+        slot = self._w_slot
+        w, w_next = self._w[slot], self._w[1 - slot]
+        mc = vb.gain2.shape[0]
+        if steady:
+            np.copyto(self._w_end[1 - slot], self._gain_rows)
+        else:                        # (a broadcast copy, then same-shape operands: no buffer)
+            np.copyto(self._level_full, self._level_rows)
+            np.multiply(self._gain_rows, self._level_full, self._w_end[1 - slot])
+        np.subtract(w_next[:mc], w[:mc], w[mc:])
+        if not full:                 # the change per frame (a full block's ramp has the 1/n)
+            np.multiply(w[mc:], 1.0 / n, w[mc:])
         # 3. oscillators, laid out (frames, rows) and always all rows: every operand then
-        #    has the same shape and layout, so numpy never allocates an iteration buffer
-        #    (broadcasting a per-row vector would), and the cost does not depend on how many
-        #    keys are down. Phase of every frame and row, one gather of (sample, slope)
-        #    pairs, linear interpolation.
-        if n == self.block_frames:
-            ph, ph_int, frac, idx, offset, mask, pairs, x, y = self._full
+        #    has the same shape and layout, so numpy never allocates an iteration buffer,
+        #    and the cost does not depend on how many keys are down. The phase of every
+        #    frame and row (less half a sample) from one matmul; + _MAGIC rounds it to the
+        #    table index (a floor, thanks to the half sample) whose bits are read as an
+        #    integer and wrapped; the rest is the fraction - 0.5, the weight of the slope in
+        #    the (sample at the midpoint, slope) pairs of the table.
+        if full:
+            ph, m, m_bits, i32, idx, offset, mask, pairs, flat, frac, y, ramp = self._views
         else:
-            ph, ph_int, frac, idx, offset, mask, pairs, x, y = (a[:n] for a in self._full)
-        np.matmul(self._ramp2[:n], vb.inc_phase_t, out=ph)
-        np.floor(ph, out=ph_int)
-        np.subtract(ph, ph_int, out=frac)
-        np.copyto(idx, ph_int, casting="unsafe")
-        np.bitwise_and(idx, mask, out=idx)
-        np.add(idx, offset, out=idx)
-        np.take(self.bank.table, idx, axis=0, out=pairs, mode="clip")   # "raise" would copy
-        np.multiply(pairs[:, :, 1], frac, out=x)
-        np.add(x, pairs[:, :, 0], out=x)
-        # 4. mix: x @ [gain, slope per channel] sums the rows in one BLAS call; then
-        #    mix = gain part + frame number * slope part
-        np.matmul(x, self._w_t, out=y)
-        np.multiply(y[:, 1::2], self._t[:n], out=mix)
-        np.add(mix, y[:, 0::2], out=mix)
+            ph, m, i32, idx, offset, mask, pairs, y = (a[:n] for a in self._full)
+            m_bits, flat, frac = m.view(np.int32), pairs.reshape(n, -1), self._weights[:n, :, 1]
+            ramp = self._ramp_part[:n]
+        np.matmul(self._ramp2[:n], vb.inc_phase, ph)
+        np.add(ph, self._magic, m)
+        np.bitwise_and(m_bits, mask, i32)
+        np.add(i32, offset, i32)
+        np.copyto(idx, i32)
+        np.subtract(m, self._magic, m)
+        np.subtract(ph, m, frac)
+        self.bank.table.take(idx, 0, pairs, "clip")      # (mode "raise" would copy)
+        np.multiply(pairs, self._weights[:n] if not full else self._weights, pairs)
+        # 4. mix: one matmul sums every row's sample and slope part with its gain at the
+        #    segment's start and with its change; mix = start part + ramp x change part
+        np.matmul(flat, self._w_t[slot], y)
+        np.multiply(y, ramp, y)
+        np.matmul(y, self._sum_parts, mix)
         # advance to the segment's end
-        np.copyto(vb.state, level)
-        np.copyto(vb.row_env, self._row_next)
-        np.copyto(self._w_gain, self._g1)
-        if n == self.block_frames:
-            np.add(vb.phase, vb.inc_block, out=vb.phase)
+        self._w_slot = 1 - slot
+        phase = vb.inc_phase[1]
+        if full:
+            np.add(phase, vb.step, phase)
         else:
-            np.multiply(vb.inc, float(n), out=self._phase_step)
-            np.add(vb.phase, self._phase_step, out=vb.phase)
-        np.remainder(vb.phase, vb.size, out=vb.phase)
-        np.copyto(vb.inc_phase_t[1], vb.phase, casting="same_kind")
+            np.multiply(vb.inc_phase[0], float(n), self._step_n)
+            np.add(phase, self._step_n, phase)
+        blocks = self.stats["blocks"]
+        if pos == 0 and blocks % self._wrap_every == 0:
+            # the phase is wrapped into its table every few small blocks (float32 keeps it
+            # within a millionth of a sample per block until then: under 0.001 cents)
+            np.remainder(phase, vb.size, phase)
+            if blocks % _FLUSH_EVERY == 0:
+                np.less(vb.gain2, _TINY, out=self._tiny)  # a long-decayed row is silence
+                np.copyto(vb.gain2, self._zero, where=self._tiny)
         if starts:
             for v in starts:
                 note = vb.pending_note[v]
                 vb.pending[v] = False
                 vb.pending_note[v] = None
                 if note is not None:
-                    self._start(v, note, block_start + end)
+                    self._start(v, note, end_frame)
             starts.clear()
             vb.refresh_highest_active()
-        elif np.count_nonzero(self._crossed):
+        elif ended:
             vb.refresh_highest_active()

@@ -5,9 +5,14 @@ Why a compressor before the limiter: a peak limiter alone holds a loud chord up 
 ceiling for as long as it rings (it fell 2.4 dB in 2.7 s where a piano falls 25 dB), and
 ducks hard at every new strike of a mash. The compressor follows the mix's smoothed RMS
 (20 ms attack, 150 ms release) above a threshold, at a gentle ratio, and keeps its recent
-peaks under ``COMP_PEAK_TARGET``; its gain may move at most ``COMP_MAX_DOWN_DB_S`` / ``COMP_MAX_UP_DB_S``, so dense playing gets quieter
-smoothly (under 1 dB per strike at ten strikes a second) and a chord's decay still shows;
-the limiter is left for the first milliseconds of a sudden loud block.
+peaks under ``COMP_PEAK_TARGET``. Its gain may fall slowly by itself
+(``COMP_MAX_DOWN_DB_S``) and faster only as far as new strikes allow: every note started
+(the synth counts them in ``strikes``) lets it catch up by ``COMP_STRIKE_DB`` more (30 ms
+time constant), so a mash gets quieter by under 1 dB per strike from its very first
+strike on, while one big chord (many strikes at once) lets it come down ~9 dB within
+~0.1 s; it recovers at ``COMP_MAX_UP_DB_S``, so a chord's decay still shows. The limiter
+is left for sudden loud blocks: a single v127 note's attack, the first strikes of a mash,
+a chord's first few tenths of a second.
 
 Why this shape: the mix is computed a whole block before it is played, so the limiter can
 see the block's peak and lower its gain before the loud samples go out (no overshoot
@@ -25,6 +30,7 @@ import math
 
 import numpy as np
 
+_max = np.maximum.reduce
 KNEE = 0.90                 # of the ceiling: the soft clip is linear below this
 LIMIT_TARGET = 0.88         # the limiter aims the block peak here, just under the knee
 LIMIT_RELEASE_S = 0.25      # limiter gain recovers with this time constant
@@ -33,12 +39,14 @@ COMP_THRESHOLD_DB = -13.0   # RMS re the ceiling above which the compressor work
 COMP_RATIO = 3.0
 COMP_ATTACK_S = 0.020
 COMP_RELEASE_S = 0.150
-COMP_MAX_DOWN_DB_S = 4.0    # its gain falls at most this fast ...
+COMP_MAX_DOWN_DB_S = 2.0    # its gain falls at most this fast by itself ...
+COMP_STRIKE_DB = 0.6        # ... and this much more per note started (spent as it catches
+COMP_STRIKE_KEEP_S = 0.15   # up; what is not spent fades with this time constant, and a
+                            # block's strikes replace what is left, they never pile up)
 COMP_MAX_UP_DB_S = 1.0      # ... and recovers at most this fast (a chord still decays)
 COMP_PEAK_TARGET = 0.80     # ... and keeps block peaks (held 0.3 s) under this, so that in
 COMP_PEAK_HOLD_S = 0.3      # a mash the limiter has little left to do (held, then falling)
-COMP_FAST_BEYOND_DB = 4.0   # more than this too loud at once (one big chord): it catches up
-COMP_FAST_S = 0.030         # with this time constant, taking the chord over from the limiter
+COMP_FAST_S = 0.030         # catching up (within the strikes' allowance): this time constant
 COMP_DEADBAND_DB = 0.8      # and holds still while within this of where it should be: the
                             # detector ripples with the waveform, a moving gain would be AM
 
@@ -78,6 +86,9 @@ class OutputStage:
         self._comp_peak_age = 0
         self._comp_moving = False
         self._comp_fast = 1.0 - math.exp(-seconds / COMP_FAST_S)
+        self.strikes = 0             # notes started since the last block (the synth counts)
+        self.comp_allowance_db = 0.0
+        self._comp_keep = math.exp(-seconds / COMP_STRIKE_KEEP_S)
         self.float_out = None        # (block, channels) float32: set to keep unrounded output
         self.comp_gain_db = 0.0
         self.compressor_gain = 1.0
@@ -114,8 +125,8 @@ class OutputStage:
             wanted_db = -10 * math.log10(self.comp_power / self._comp_threshold) * (1 - 1 / COMP_RATIO)
         else:
             wanted_db = 0.0
-        np.abs(mix, out=self._scratch)
-        raw_peak = float(self._scratch_flat.max())
+        np.abs(mix, self._scratch)
+        raw_peak = float(_max(self._scratch_flat))
         level = raw_peak * self.gain
         if level >= self.comp_peak:
             self.comp_peak, self._comp_peak_age = level, 0
@@ -130,14 +141,21 @@ class OutputStage:
         error = wanted_db - self.comp_gain_db
         if abs(error) > COMP_DEADBAND_DB or (wanted_db == 0.0 and error > 0):
             self._comp_moving = True
+        allowance = self.comp_allowance_db * self._comp_keep
+        if self.strikes:
+            allowance = max(allowance, self.strikes * COMP_STRIKE_DB)
+            self.strikes = 0
         if self._comp_moving:
             down = self._comp_down
-            if error < -COMP_FAST_BEYOND_DB:     # a sudden loud chord, not a mash: catch up
-                down = max(down, (-error - COMP_FAST_BEYOND_DB) * self._comp_fast)
+            if error < -down:          # catch up, as far as the strikes allow
+                fast = min(-error * self._comp_fast, allowance)
+                allowance -= fast
+                down += fast
             step = min(max(error, -down), self._comp_up)
             self.comp_gain_db += step
             if abs(error) <= abs(step) + 1e-9 or abs(error) < 0.05:
                 self._comp_moving = False
+        self.comp_allowance_db = allowance
         self.compressor_gain = 10 ** (self.comp_gain_db / 20)
         # the limiter: the gain that puts this block's peak at LIMIT_TARGET
         peak = raw_peak * self.gain * self.compressor_gain
@@ -156,17 +174,17 @@ class OutputStage:
         if not clip:                   # the usual case: gain and int16 scale in one ramp
             start, end = start * self._int_scale, end * self._int_scale
         if start == end:
-            np.multiply(mix, start, out=mix)
+            np.multiply(mix, start, mix)
         else:
-            np.multiply(self._ramp, end - start, out=self._gain_ramp)
-            np.add(self._gain_ramp, start, out=self._gain_ramp)
-            np.multiply(mix, self._gain_ramp, out=mix)
+            np.multiply(self._ramp, end - start, self._gain_ramp)
+            np.add(self._gain_ramp, start, self._gain_ramp)
+            np.multiply(mix, self._gain_ramp, mix)
         if clip:
             self._soft_clip(mix)
-            np.multiply(mix, self._int_scale, out=mix)
+            np.multiply(mix, self._int_scale, mix)
         if self.float_out is not None:       # measuring below 16-bit rounding (offline)
             np.copyto(self.float_out, mix)
-        np.rint(mix, out=mix)
+        np.rint(mix, mix)
         if self.channels <= 2:
             np.copyto(out, mix, casting="unsafe")
         else:                      # extra channels repeat left, right
@@ -178,13 +196,13 @@ class OutputStage:
         written as x + sign(x) * ((1 - KNEE) * tanh(e / (1 - KNEE)) - e), e = max(|x| - KNEE, 0)."""
         self.clipped_blocks += 1
         e, s, t = self._scratch, self._sign, self._soft
-        np.abs(mix, out=e)
-        np.subtract(e, KNEE, out=e)
+        np.abs(mix, e)
+        np.subtract(e, KNEE, e)
         np.maximum(e, 0.0, out=e)
-        np.multiply(e, 1.0 / (1.0 - KNEE), out=t)
-        np.tanh(t, out=t)
-        np.multiply(t, 1.0 - KNEE, out=t)
-        np.subtract(t, e, out=t)
-        np.sign(mix, out=s)
-        np.multiply(t, s, out=t)
-        np.add(mix, t, out=mix)
+        np.multiply(e, 1.0 / (1.0 - KNEE), t)
+        np.tanh(t, t)
+        np.multiply(t, 1.0 - KNEE, t)
+        np.subtract(t, e, t)
+        np.sign(mix, s)
+        np.multiply(t, s, t)
+        np.add(mix, t, mix)

@@ -70,6 +70,13 @@ TREBLE_MAX_RATES_DB_S = (30.0, 10.0)
 FUNDAMENTAL_FLOOR_DB = -14.0
 BASS_TILT_FROM = 48                   # C3
 BASS_FUNDAMENTAL_CUT_DB = 12.0        # per octave below C3
+# from C#2 to D3 (69-147 Hz, under what a small speaker plays well) the fundamental carries
+# at most this much of the energy of partials 2-20 (dB; -12: a sixteenth), fading to no cap
+# at G3; below C#2 the tilt above already keeps it far lower, and the cap there is loose
+# (it would take the fundamental's share of C2's two-stage decay): the bass is heard
+# through the partials the speaker can play
+BASS_CAP_PITCHES = (36, 39, 50, 55)          # C2, D#2, D3, G3
+BASS_CAP_DB = (-6.0, -12.0, -12.0, 10.0)      # (above G3: none)
 STRIKE_HIGHPASS_HZ = 45.0             # the knock's noise stays off the lowest fundamentals
 RELEASE_R60_S = (0.22, 0.30)          # the analysed release times (0.33-0.38 s), kept within
                                       # these: the box's shutdown waits 0.35 s for silence
@@ -180,7 +187,24 @@ def partial_amplitudes(pitch: int) -> tuple[np.ndarray, np.ndarray]:
         if pitch < BASS_TILT_FROM:
             amps[0] *= 10 ** (-BASS_FUNDAMENTAL_CUT_DB * (BASS_TILT_FROM - pitch) / 12 / 20)
         out.append(amps)
-    return out[0], out[1]
+    fast, slow = out
+    # up to D3 the fundamental's energy (both stages together) is capped re partials 2-20,
+    # both stages scaled alike, so the note keeps its two-stage decay
+    cap_db = bass_fundamental_cap_db(pitch)
+    if cap_db is not None:
+        fundamental = math.hypot(fast[0], slow[0])
+        upper = math.sqrt(float(np.sum(fast[1:20] ** 2) + np.sum(slow[1:20] ** 2)))
+        scale = min(1.0, upper * 10 ** (cap_db / 20) / max(fundamental, 1e-30))
+        fast[0] *= scale
+        slow[0] *= scale
+    return fast, slow
+
+
+def bass_fundamental_cap_db(pitch: int) -> float | None:
+    """The most the fundamental may have re partials 2-20 (dB of power), or None (no cap)."""
+    if pitch >= BASS_CAP_PITCHES[-1]:
+        return None
+    return float(np.interp(pitch, BASS_CAP_PITCHES, BASS_CAP_DB))
 
 
 def band_stretch(pitch: int) -> np.ndarray:

@@ -2,13 +2,14 @@
 the envelope stages, and the policy that picks a voice for a new note.
 
 A voice plays ``timbre.ROWS_PER_VOICE`` oscillator rows: the fast and slow component of each
-band of partials, and the strike noise. Each row decays on its own (``row_env``, one
-exponential per row: the analysed rates), which gives the two-stage decay towards silence,
+band of partials, and the strike noise. Each row decays on its own (its ``gain`` times
+``row_d`` every block, one exponential per row: the analysed rates), which gives the two-stage decay towards silence,
 the mellowing, and the knock that dies in a few tens of ms. Over all rows of a voice sits
 its level, whose stages are each one formula, ``level -> target + (level - target) *
-exp(-n * rate)`` over a segment of n frames, evaluated for all voices with a handful of numpy
-calls; a stage ends when the level crosses its ``end_above`` / ``end_below`` bound, which is
-rare and is handled here in Python. Stages:
+exp(-n * rate)`` over a segment of n frames, evaluated for all voices with two numpy calls;
+a stage ends where the level crosses its bound, a frame the formula gives when the stage
+starts (``cross_at``), so the renderer finds stage ends with one comparison and handles them
+(rarely) here in Python. Stages:
 
 ATTACK   rises towards 1.5 and ends at 1.0 after ``ATTACK_S`` (a hammer, not a switch)
 HELD     stays at 1 while the key is down (the rows decay)
@@ -41,7 +42,16 @@ class VoiceBank:
     """State of ``n`` voices. Oscillator rows are grouped per voice: rows
     [v * R, (v + 1) * R) belong to voice v (R = ``timbre.ROWS_PER_VOICE``). New notes take
     the lowest idle voice; ``highest_active`` (0 when all are idle) lets the renderer skip
-    silence."""
+    silence.
+
+    What the renderer reads, all float32 so that no numpy call has to cast:
+    ``e`` (level - target), ``target``, ``d_block`` (e's decay over one full block), ``level``
+    (at the last segment's end); per row ``gain`` (amplitude x pan x the row's own decay so
+    far, per mix channel), ``row_d`` (its decay over one block), ``inc_phase`` ([table samples
+    per frame; phase - 0.5], the right-hand side of the phase matmul), ``step`` (one block's
+    phase advance) and ``size``. Each stage knows in advance the frame at which it ends
+    (``cross_at``, from its one formula), so the renderer looks for stage ends with one
+    comparison (``next_cross``) instead of comparing every level every block."""
 
     def __init__(self, n: int, bank: WavetableBank, channels: int, block_frames: int):
         self.n = n
@@ -49,6 +59,7 @@ class VoiceBank:
         self.rows_per_voice = R = timbre.ROWS_PER_VOICE
         rows = n * R
         self.fs = fs = bank.sample_rate
+        f32 = np.float32
         self.stage = np.zeros(n, dtype=np.int8)
         self.pitch = np.full(n, -1, dtype=np.int16)
         self.tag = np.zeros(n, dtype=np.int16)
@@ -56,28 +67,35 @@ class VoiceBank:
         self.start_frame = np.zeros(n, dtype=np.int64)
         # key already up during the attack: the strike completes, then the release starts
         self.release_after_attack = np.zeros(n, dtype=bool)
-        # the voice's level envelope
-        self.state = np.zeros(n)
-        self.target = np.zeros(n)
-        self.rate = np.zeros(n)                         # per frame
-        self.end_above = np.full(n, np.inf)
-        self.end_below = np.full(n, -np.inf)
+        # the voice's level envelope: level = target + e, e *= exp(-frames * rate)
+        self.e = np.zeros(n, dtype=f32)
+        self.target = np.zeros(n, dtype=f32)
+        self.level = np.zeros(n, dtype=f32)
+        self.rate = np.zeros(n, dtype=f32)               # per frame
+        self.d_block = np.ones(n, dtype=f32)
+        self.cross_at = np.full(n, np.inf)               # absolute frame the stage ends at
+        self.next_cross = np.full(1, np.inf)              # min of cross_at (no float objects
+                                                          # kept alive by the audio thread)
+        self.n_changing = 0
         self.amp = np.zeros(n)
-        # per row: its own decay (envelope value and rate per frame)
-        self.row_env = np.zeros(rows)
-        self.row_rate = np.zeros(rows)
+        # per row: gain per mix channel (amplitude x pan x its own decay), decay rate; the
+        # gain and its decay are kept twice per row, (sample, slope) as the table's pairs
+        # are laid out, so the mixing weights come from them with one plain multiply
+        mix_channels = 1 if channels == 1 else 2
+        self.gain2 = np.zeros((mix_channels, rows, 2), dtype=f32)
+        self.gain = self.gain2[:, :, 0]                  # (a view: one of the two copies)
+        self.row_rate = np.zeros(rows, dtype=f32)        # per frame
+        self.row_d2 = np.ones((mix_channels, rows, 2), dtype=f32)   # (same shape as gain2:
+        self.row_d = self.row_d2[0, :, 0]                # a broadcast would need a buffer)
         # oscillators
-        self.inc = np.zeros(rows)                        # table samples per frame
-        self.phase = np.zeros(rows)
-        self.size = np.full(rows, float(timbre.STRIKE_SIZE))   # each row's table length
+        self.inc_phase = np.zeros((2, rows), dtype=f32)  # [inc; phase - 0.5] for the matmul
+        self.step = np.zeros(rows, dtype=f32)            # inc * block_frames
+        self.size = np.full(rows, float(timbre.STRIKE_SIZE), dtype=f32)
         # table start and mask, repeated for every frame of a block (same-shape operands:
         # numpy then needs no iteration buffer)
-        self.offset_frames = np.zeros((block_frames, rows), dtype=np.intp)
-        self.mask_frames = np.full((block_frames, rows), timbre.STRIKE_SIZE - 1, dtype=np.intp)
-        self.inc_phase_t = np.zeros((2, rows), dtype=np.float32)  # [inc; phase] for the matmul
-        # per channel and row: amplitude (velocity, loudness, brightness) times the pan gain
-        self.amp_pan = np.zeros((1 if channels == 1 else 2, rows))
-        self.inc_block = np.zeros(rows)                  # inc * block_frames: one block's step
+        # (int32: the renderer wraps and offsets the index in int32, then widens it once)
+        self.offset_frames = np.zeros((block_frames, rows), dtype=np.int32)
+        self.mask_frames = np.full((block_frames, rows), timbre.STRIKE_SIZE - 1, dtype=np.int32)
         self._block_frames = block_frames
         # a note waiting for its voice to finish fading (stolen or re-struck voice)
         self.pending = np.zeros(n, dtype=bool)
@@ -100,6 +118,24 @@ class VoiceBank:
         self._row_amp = np.zeros(R)
 
     # ---- lifecycle (audio thread) -------------------------------------------------------
+    def _set_stage(self, v: int, stage: int, target: float, rate: float, bound: float | None,
+                   frame: int) -> None:
+        """Enter ``stage`` from the current level; it ends where the level crosses ``bound``
+        (None: it does not end by itself), at a frame known now."""
+        level = float(self.level[v])
+        self.stage[v] = stage
+        self.target[v] = target
+        self.e[v] = level - target
+        self.rate[v] = rate
+        self.d_block[v] = math.exp(-rate * self._block_frames)
+        cross = math.inf
+        if bound is not None and rate > 0.0:
+            ratio = (bound - target) / (level - target) if level != target else 0.0
+            cross = frame + (-math.log(ratio) / rate if 0.0 < ratio < 1.0 else 0.0)
+        self.cross_at[v] = cross
+        np.minimum.reduce(self.cross_at, out=self.next_cross, keepdims=True)
+        self.n_changing = int(np.count_nonzero(self.rate))   # voices whose level moves
+
     def start(self, v: int, pitch: int, velocity: int, tag: int, frame: int) -> None:
         """Begin a note on an idle (or just faded) voice v, from level 0 and phase 0."""
         i = pitch - timbre.LOWEST_PITCH
@@ -107,85 +143,66 @@ class VoiceBank:
         rows = slice(v * R, (v + 1) * R)
         bank = self.bank
         self._orders += 1
-        self.stage[v] = ATTACK
         self.release_after_attack[v] = False
         self.pitch[v] = pitch
         self.tag[v] = tag
         self.order[v] = self._orders
         self.start_frame[v] = frame
-        self.state[v] = 0.0
-        self.target[v] = _ATTACK_TARGET
-        self.rate[v] = self._attack_rate
-        self.end_above[v] = 1.0
-        self.end_below[v] = -np.inf
+        self.level[v] = 0.0
+        self._set_stage(v, ATTACK, _ATTACK_TARGET, self._attack_rate, 1.0, frame)
         self.amp[v] = timbre.VOICE_LEVEL * float(timbre.velocity_gain(velocity))
         relative = min(max(float(velocity), 1.0), 127.0) / timbre.table()["velocity"]
         np.power(relative, bank.row_velocity_exponent, out=self._row_amp)
         np.multiply(self._row_amp, bank.row_gain[i], out=self._row_amp)
         np.multiply(self._row_amp, self.amp[v], out=self._row_amp)
-        self.row_env[rows] = 1.0
+        for c in range(self.gain2.shape[0]):
+            self.gain2[c, rows] = (self._row_amp * self._pan[c, i])[:, None]
         self.row_rate[rows] = self._row_rate[i]
-        self.inc[rows] = self._inc[i]
-        self.phase[rows] = 0.0
+        self.row_d2[:, rows] = np.exp(-self._row_rate[i] * self._block_frames)[:, None]
+        self.inc_phase[0, rows] = self._inc[i]
+        self.inc_phase[1, rows] = -0.5
+        self.step[rows] = self._inc[i] * self._block_frames
         self.size[rows] = bank.row_size[i]
         self.offset_frames[:, rows] = bank.row_offset[i]
         self.mask_frames[:, rows] = bank.row_size[i] - 1
-        self.inc_phase_t[0, rows] = self._inc[i]
-        self.inc_phase_t[1, rows] = 0.0
-        np.multiply(self._inc[i], float(self._block_frames), out=self.inc_block[rows])
-        for c in range(self.amp_pan.shape[0]):
-            np.multiply(self._row_amp, self._pan[c, i], out=self.amp_pan[c, rows])
         self.highest_active = max(self.highest_active, v + 1)
 
-    def release(self, v: int) -> None:
+    def release(self, v: int, frame: int) -> None:
         """Key up: fade out from wherever the level is. During the attack (the first ~3 ms)
         the strike finishes first, like a piano's hammer: the shortest tap is still heard."""
         if self.stage[v] == ATTACK:
             self.release_after_attack[v] = True
             return
-        self.stage[v] = RELEASE
-        self.target[v] = _RELEASE_TARGET
-        self.rate[v] = self._release_rate[self.pitch[v] - timbre.LOWEST_PITCH]
-        self.end_above[v] = np.inf
-        self.end_below[v] = 0.0
+        self._set_stage(v, RELEASE, _RELEASE_TARGET,
+                        float(self._release_rate[self.pitch[v] - timbre.LOWEST_PITCH]), 0.0, frame)
 
-    def fade(self, v: int, note: tuple | None) -> None:
+    def fade(self, v: int, note: tuple | None, frame: int) -> None:
         """Stolen or re-struck: fade fast, then start ``note`` (pitch, velocity, tag, stamp)."""
         self.release_after_attack[v] = False
         if self.stage[v] != IDLE:
-            self.stage[v] = FADE
-            self.target[v] = _FADE_TARGET
-            self.rate[v] = self._fade_rate
-            self.end_above[v] = np.inf
-            self.end_below[v] = 0.0
+            self._set_stage(v, FADE, _FADE_TARGET, self._fade_rate, 0.0, frame)
         self.pending[v] = note is not None
         self.pending_note[v] = note
 
     def _to_idle(self, v: int) -> None:
-        self.stage[v] = IDLE
+        self.level[v] = 0.0
+        R = self.rows_per_voice
+        self.gain2[:, v * R:(v + 1) * R] = 0.0           # (the renderer relies on it)
+        self._set_stage(v, IDLE, 0.0, 0.0, None, 0)
         self.pitch[v] = -1
-        self.state[v] = 0.0
-        self.target[v] = 0.0
-        self.rate[v] = 0.0
-        self.end_above[v] = np.inf
-        self.end_below[v] = -np.inf
         self.amp[v] = 0.0
 
-    def stage_ends(self, v: int, new_level) -> bool:
-        """A crossing found by the renderer: clamp the level and move to the next stage.
-        Returns True when the voice has a pending note to start after this segment."""
-        stage = self.stage[v]
-        if stage == ATTACK:
-            new_level[v] = 1.0
-            self.stage[v] = HELD
-            self.target[v] = 1.0
-            self.rate[v] = 0.0
-            self.end_above[v] = np.inf
+    def stage_ends(self, v: int, frame: int) -> bool:
+        """A stage end the renderer found at ``frame`` (the segment's end): set the level to
+        the stage's bound and move to the next stage. Returns True when the voice has a
+        pending note to start after this segment."""
+        if self.stage[v] == ATTACK:
+            self.level[v] = 1.0
+            self._set_stage(v, HELD, 1.0, 0.0, None, frame)
             if self.release_after_attack[v]:
                 self.release_after_attack[v] = False
-                self.release(v)
+                self.release(v, frame)
             return False
-        new_level[v] = 0.0
         self._to_idle(v)
         return bool(self.pending[v])
 
@@ -224,7 +241,7 @@ class VoiceBank:
             return int(idle[0]), "idle"
         releasing = np.flatnonzero(self.stage == RELEASE)
         if len(releasing):
-            return int(releasing[np.argmin(self.state[releasing])]), "steal"
+            return int(releasing[np.argmin(self.level[releasing])]), "steal"
         held = np.flatnonzero((self.stage == ATTACK) | (self.stage == HELD))
         if len(held):
             return int(held[np.argmin(self.order[held])]), "steal"

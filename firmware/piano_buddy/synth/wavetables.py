@@ -16,8 +16,9 @@ Why this layout, built at start-up (about 0.1 s, cached per sample rate):
 - The strike is a burst of noise shaped like the reference's off-partial spectrum (plus a
   low knock in the bass), ``timbre.STRIKE_SIZE`` samples long; the voice plays it once at
   one sample per frame and fades it to -100 dB by the time it would wrap.
-- Linear interpolation reads ``sample + frac * slope`` from one interleaved (value, slope)
-  pair: a single gather per output sample.
+- Linear interpolation reads ``midpoint + (frac - 0.5) * slope`` from one interleaved
+  (value half-way to the next sample, slope) pair: a single gather per output sample, and
+  the renderer finds the index by rounding the phase less half a sample (engine.py).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ LN_DB = math.log(10.0) / 20.0                 # dB -> natural-log units
 
 @dataclass(frozen=True)
 class WavetableBank:
-    """All tables in one (samples, 2) float32 array of (value, slope) pairs; a voice row finds
+    """All tables in one (samples, 2) float32 array of (midpoint, slope) pairs; a voice row finds
     its table by offset and size. Per key and row: the frequency ratio to the key's f0 (or,
     for the strike, table samples per frame), the decay rate and the gain."""
     sample_rate: int
@@ -147,8 +148,9 @@ def build_wavetables(sample_rate: int = 48000, max_partial_hz: float = 20000.0) 
     def put(cycle: np.ndarray) -> int:
         nonlocal pos
         start = pos
-        table[start:start + len(cycle), 0] = cycle
-        table[start:start + len(cycle), 1] = np.roll(cycle, -1) - cycle
+        slope = np.roll(cycle, -1) - cycle
+        table[start:start + len(cycle), 0] = cycle + 0.5 * slope     # the midpoint
+        table[start:start + len(cycle), 1] = slope
         pos += len(cycle)
         return start
 

@@ -24,7 +24,9 @@ from piano_buddy.paths import model_path
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT / "models_tflite" / "training" / "melody_reference.npz"
 # int8 weights with float activations moved no softmax probability by more than ~0.03 in
-# training-time measurements; twice that is the tolerance.
+# the first model's measurements; twice that is the tolerance. The model with bar positions
+# measures 0.056 (ai-edge-litert) and 0.048 (tflite-runtime 2.14), argmax 46 of 48 in both:
+# a small margin, not yet measured on aarch64 (make pi-check).
 GOLDEN_PROB_TOLERANCE = 0.06
 GOLDEN_ARGMAX_AGREEMENT = 0.95
 

@@ -190,9 +190,9 @@ def test_button_8_and_the_knob_set_how_adventurous_the_ai_is_within_the_bounds()
     seen = {}
     plain = rig.conductor.melody.continue_phrase
 
-    def spy(primer, steps, temperature, primer_steps=None):
+    def spy(primer, steps, temperature, primer_steps=None, bar=None):
         seen["temperature"], seen["steps"] = temperature, steps
-        return plain(primer, steps, temperature, primer_steps=primer_steps)
+        return plain(primer, steps, temperature, primer_steps=primer_steps, bar=bar)
     rig.conductor.melody.continue_phrase = spy
     try:
         c = rig.conductor

@@ -150,7 +150,7 @@ m = MelodyModel(rng=np.random.default_rng(5), prefer=backend)
 primer = [StepNote(p, 2 * i, 2 * i + 2) for i, p in enumerate([60, 62, 64, 65, 67])]
 out["melody"] = [list(n) for n in m.continue_phrase(primer, 32, 0.0)]
 m.reset()
-out["melody_logits"] = m._step(2 + 12).tolist()
+out["melody_logits"] = m._step(2 + 12, 1).tolist()
 from piano_buddy.genie import GenieDecoder
 g = GenieDecoder(rng=np.random.default_rng(5), prefer=backend)
 out["genie"] = [g.press(b, 0.2 * i, temperature=0.0) for i, b in
@@ -186,7 +186,10 @@ def test_both_runtimes_load_both_models_and_agree():
     tflr = _probe(TFLR_PY, "tflite_runtime")
     assert litert["backend"] == "ai_edge_litert" and tflr["backend"] == "tflite_runtime"
     assert litert["melody"], "empty reply"
-    np.testing.assert_allclose(tflr["melody_logits"], litert["melody_logits"], atol=1e-3)
+    # int8-weight kernels: the float twin of this melody model agrees to 2e-6 in both
+    # runtimes, the committed int8-weight file by 0.02-0.04 a logit (measured on its first
+    # steps; the model without bar positions happened to agree to 1e-3)
+    np.testing.assert_allclose(tflr["melody_logits"], litert["melody_logits"], atol=0.1)
     assert tflr["melody"] == litert["melody"]  # argmax replies: same notes in both
     assert "genie" in litert and "genie" in tflr
     # The int8 kernels of the two runtimes quantize activations differently: logits differ

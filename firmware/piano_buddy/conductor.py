@@ -77,14 +77,15 @@ class Conductor:
 
     ``genie`` needs ``press(button, time, temperature, allowed, exclude) -> pitch`` and
     ``reset()``;
-    ``melody`` needs ``continue_phrase(primer, steps, temperature, primer_steps)``; ``panel``
-    needs ``button_led(i, on)``, ``turn(mode)``, ``set_error(on)`` and (for the lost-edge
-    check) ``is_pressed(i)``. ``outputs`` receives every note besides the synth's (``midi_out``
-    and ``recorder`` are shorthands that build it). ``copy_me(notes) -> buttons`` chooses the
-    LED that shows each note of a reply: the box passes the Genie encoder's buttons, checked
-    through a planning decoder (``assembly.Models.copy_me``); without it, the button whose
-    eighth of the key range holds the pitch. After each reply the decoder starts afresh, as
-    the plan assumed, so pressing the lit buttons plays the reply's shape.
+    ``melody`` needs ``continue_phrase(primer, steps, temperature, primer_steps, bar)``;
+    ``panel`` needs ``button_led(i, on)``, ``turn(mode)``, ``set_error(on)`` and (for the
+    lost-edge check) ``is_pressed(i)``. ``outputs`` receives every note besides the synth's
+    (``midi_out`` and ``recorder`` are shorthands that build it). ``copy_me(notes) ->
+    buttons`` chooses the LED that shows each note of a reply: the box passes the Genie
+    encoder's buttons, checked through a planning decoder (``assembly.Models.copy_me``);
+    without it, the button whose eighth of the key range holds the pitch. After each reply
+    the decoder starts afresh, as the plan assumed, so pressing the lit buttons plays the
+    reply's shape.
     """
 
     def __init__(self, cfg: Config, synth: SynthLike, genie, melody, panel, *,
@@ -409,7 +410,7 @@ class Conductor:
                               max_seconds=t.reply_max, fallback_qpm=t.fallback_qpm)
             steps = self.melody.continue_phrase(plan.primer, plan.reply_steps,
                                                 min(2.0, max(0.05, t.temperature * factor)),
-                                                primer_steps=plan.primer_steps)
+                                                primer_steps=plan.primer_steps, bar=plan.bar)
         except Exception as exc:
             self.errors.record("the melody model (the player keeps the turn)", exc)
             self.turn = Turn.PLAYER

@@ -3,6 +3,10 @@ and the runtime, so the three can never disagree.
 
 Melody events live on a 16th-note grid (4 steps per quarter), as in Magenta's MelodyRNN:
 ``NO_EVENT`` holds whatever is sounding, ``NOTE_OFF`` ends it, any other token starts a pitch.
+Beside each token the model gets the position in the bar of the step it is about to predict,
+as binary counters (MelodyRNN's lookback encoding has them too, counting from the start
+of the sequence; ours restart at every bar line, so 3/4 and 6/8 bars are told apart from
+4/4 ones), so that replies put notes on downbeats as tunes do.
 
 The Genie decoder sees, per press: the button scaled to [-1, 1], the previous key (0 = none
 yet) and the time since the previous press in bins of 32 ms (saturating near 1 s).
@@ -18,6 +22,18 @@ NO_EVENT = 0
 NOTE_OFF = 1
 FIRST_PITCH_TOKEN = 2
 MELODY_VOCAB = FIRST_PITCH_TOKEN + (MELODY_MAX_PITCH - MELODY_MIN_PITCH + 1)  # 39
+
+
+POSITION_BITS = 5          # bars up to 32 steps (12/8 is 24)
+MAX_BAR_STEPS = 1 << POSITION_BITS
+BAR_STEPS = 4 * STEPS_PER_QUARTER  # the box's bar: four quarters at the phrase's tempo
+
+
+def position_input(pos: int) -> list[float]:
+    """Binary counters of a step's position in its bar (0 = the downbeat), each bit as
+    +1 / -1 (lowest bit first), the model's ``position`` input."""
+    pos = int(pos) % MAX_BAR_STEPS
+    return [1.0 if (pos >> b) & 1 else -1.0 for b in range(POSITION_BITS)]
 
 
 def pitch_to_token(pitch: int) -> int:

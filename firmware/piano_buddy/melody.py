@@ -4,6 +4,12 @@ Notes and events: the model speaks MelodyRNN-style events on a 16th-note grid (s
 :mod:`piano_buddy.encoding`); :func:`notes_to_events` and :func:`events_to_notes` translate
 between those and :class:`StepNote` lists. Training uses the same two functions, so the
 firmware and the training data can never disagree on what a token means.
+
+Bar position: with each token the model gets the position in the bar of the NEXT step
+(:func:`model_inputs`, used by training too): in training the bar lines come from the
+score's measures, here from a :class:`~piano_buddy.phrase.BarGrid` (the conductor's
+:func:`~piano_buddy.phrase.plan_reply`, else :func:`~piano_buddy.phrase.bar_grid` of the
+primer: the first note is a downbeat, bars of 16 steps at the phrase's tempo).
 """
 
 from __future__ import annotations
@@ -12,13 +18,19 @@ from typing import Sequence
 
 import numpy as np
 
-from .encoding import (FIRST_PITCH_TOKEN, MELODY_MAX_PITCH, MELODY_MIN_PITCH, NO_EVENT,
-                       NOTE_OFF, pitch_to_token, token_to_pitch)
+from .encoding import (FIRST_PITCH_TOKEN, MAX_BAR_STEPS, MELODY_MAX_PITCH, MELODY_MIN_PITCH,
+                       MELODY_VOCAB, NO_EVENT, NOTE_OFF, POSITION_BITS, pitch_to_token,
+                       position_input, token_to_pitch)
 # One StepNote (pitch, start, end in 16th steps) for the whole firmware: the conductor
 # quantizes the phrase into it, the model answers in it.
-from .phrase import StepNote
+from .phrase import BarGrid, StepNote, bar_grid
 
-__all__ = ["MelodyModel", "StepNote", "notes_to_events", "events_to_notes", "monophonic"]
+__all__ = ["MelodyModel", "StepNote", "BarGrid", "notes_to_events", "events_to_notes",
+           "monophonic", "model_inputs"]
+
+# position_input of every position, as the float rows the interpreter takes
+_POSITION_ROWS = np.asarray([position_input(p) for p in range(MAX_BAR_STEPS)],
+                            np.float32)[:, None, :]
 
 
 def monophonic(notes: Sequence[StepNote]) -> list[StepNote]:
@@ -107,6 +119,21 @@ def fold_into_range(pitch: int, low: int = MELODY_MIN_PITCH, high: int = MELODY_
     return pitch
 
 
+def model_inputs(tokens: Sequence[int], positions: Sequence[int]
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """The model's inputs for a token sequence: (one-hot tokens [T, 39], position
+    counters [T, 5]), where row t carries token t and the bar position of step t + 1, the
+    step the model predicts from it. ``positions`` holds the bar position of every step of
+    the sequence and one more (T + 1 values). Training and the runtime both call this."""
+    tokens = np.asarray(tokens, np.int64)
+    positions = np.asarray(positions, np.int64)
+    if len(positions) != len(tokens) + 1:
+        raise ValueError(f"{len(tokens)} tokens need {len(tokens) + 1} positions, "
+                         f"got {len(positions)}")
+    onehot = np.eye(MELODY_VOCAB, dtype=np.float32)[tokens]
+    return onehot, _POSITION_ROWS[positions[1:] % MAX_BAR_STEPS, 0]
+
+
 # --- the model -------------------------------------------------------------------------------
 
 MAX_PRIME_STEPS = 512      # longer primers keep their last 512 steps (bounded latency)
@@ -133,7 +160,8 @@ class MelodyModel:
 
         self.path = Path(path) if path is not None else model_path("melody.tflite")
         self.rng = rng if rng is not None else np.random.default_rng()
-        interp = load_interpreter(self.path, expect_inputs={"token": (1, MELODY_VOCAB)},
+        interp = load_interpreter(self.path, expect_inputs={"token": (1, MELODY_VOCAB),
+                                                            "position": (1, POSITION_BITS)},
                                   num_threads=num_threads, prefer=prefer)
         ins = {d["name"]: d for d in interp.get_input_details()}
         state_in = [d for n, d in ins.items() if "state" in n]
@@ -152,6 +180,7 @@ class MelodyModel:
                              f"wrong model for this firmware")
         self._interp = interp
         self._token_in = [d["index"] for n, d in ins.items() if "token" in n][0]
+        self._position_in = [d["index"] for n, d in ins.items() if "position" in n][0]
         self._state_in = state_in[0]["index"]
         self._logits_out = logits[0]["index"]
         self._state_out = state_out[0]["index"]
@@ -164,10 +193,12 @@ class MelodyModel:
         """Forget the LSTM state (continue_phrase does this itself before priming)."""
         self._state = self._zero_state
 
-    def _step(self, token: int) -> np.ndarray:
-        """Feed one token; return the logits for the next step."""
+    def _step(self, token: int, next_position: int) -> np.ndarray:
+        """Feed one token and the bar position of the step after it; return the logits
+        for that next step."""
         interp = self._interp
         interp.set_tensor(self._token_in, self._onehot[token])
+        interp.set_tensor(self._position_in, _POSITION_ROWS[next_position % MAX_BAR_STEPS])
         interp.set_tensor(self._state_in, self._state)
         interp.invoke()
         self._state = interp.get_tensor(self._state_out)
@@ -186,8 +217,8 @@ class MelodyModel:
         return int(min(len(c) - 1, np.searchsorted(c, self.rng.random() * c[-1], "right")))
 
     def continue_phrase(self, primer: Sequence[StepNote], steps: int,
-                        temperature: float = 1.0, primer_steps: int | None = None
-                        ) -> list[StepNote]:
+                        temperature: float = 1.0, primer_steps: int | None = None,
+                        bar: BarGrid | None = None) -> list[StepNote]:
         """Reply to ``primer`` with ``steps`` 16th steps of melody (steps relative to the
         primer's end). Never empty, never out of MIDI range, every note inside [0, steps);
         ``steps`` is taken as at least 1 and at most MAX_REPLY_STEPS.
@@ -195,6 +226,8 @@ class MelodyModel:
         ``primer`` may overlap (made monophonic: a new note cuts the sounding one, highest
         wins on the same step) and lie anywhere in MIDI: it is moved into the model's range
         by octaves and the reply moved back. ``temperature`` <= 0 picks the argmax.
+        ``bar``: the primer's bar lines on its grid (default :func:`bar_grid` of the
+        primer); the reply continues them.
         """
         steps = min(MAX_REPLY_STEPS, max(1, int(steps)))
         temperature = float(temperature) if temperature == temperature else 1.0
@@ -206,14 +239,19 @@ class MelodyModel:
                  for n in notes if 0 <= n.start < primer_steps and 0 <= n.pitch <= 127]
         if not notes:
             notes, primer_steps = list(EMPTY_PRIMER), EMPTY_PRIMER[0].end
+        if bar is None:
+            bar = bar_grid(notes)
+        bar = BarGrid(max(1, min(MAX_BAR_STEPS, int(bar.steps))), int(bar.downbeat))
         shift = octave_shift_into_range([n.pitch for n in notes])
         notes = [StepNote(fold_into_range(n.pitch + shift), n.start, n.end) for n in notes]
         events = notes_to_events(notes, primer_steps)
         first = min(n.start for n in notes)
-        events = events[max(first, len(events) - MAX_PRIME_STEPS):]  # no leading rest
+        cut = max(first, len(events) - MAX_PRIME_STEPS)  # no leading rest
+        events = events[cut:]
 
         for attempt in range(_RESAMPLES + 1):
-            reply = self._generate(events, steps, temperature, force_pitch=attempt == _RESAMPLES)
+            reply = self._generate(events, cut, bar, steps, temperature,
+                                   force_pitch=attempt == _RESAMPLES)
             out = events_to_notes(reply)
             if out:
                 break
@@ -227,16 +265,20 @@ class MelodyModel:
             result.append(StepNote(pitch, n.start, min(n.end, steps)))
         return result
 
-    def _generate(self, events: Sequence[int], steps: int, temperature: float,
-                  force_pitch: bool) -> list[int]:
+    def _generate(self, events: Sequence[int], first_step: int, bar: BarGrid, steps: int,
+                  temperature: float, force_pitch: bool) -> list[int]:
+        """Prime on ``events`` (the first at grid step ``first_step``), then sample."""
         self.reset()
         logits = None
+        step = first_step
         for tok in events:
-            logits = self._step(tok)
+            step += 1
+            logits = self._step(tok, bar.position(step))
         reply = []
         for t in range(steps):
             tok = self._sample(logits, temperature, pitch_only=force_pitch and t == 0)
             reply.append(tok)
             if t + 1 < steps:
-                logits = self._step(tok)
+                step += 1
+                logits = self._step(tok, bar.position(step))
         return reply

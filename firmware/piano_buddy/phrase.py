@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import Iterable, NamedTuple, Sequence
 
-from .encoding import STEPS_PER_QUARTER
+from .encoding import BAR_STEPS, STEPS_PER_QUARTER
 
 
 class Note(NamedTuple):
@@ -28,6 +28,30 @@ class StepNote(NamedTuple):
     pitch: int
     start: int
     end: int
+
+
+class BarGrid(NamedTuple):
+    """Where bar lines fall on the 16th grid: every ``steps`` steps, one of them at step
+    ``downbeat`` (any step of the grid; negative is fine)."""
+    steps: int = BAR_STEPS
+    downbeat: int = 0
+
+    def position(self, step: int) -> int:
+        """The step's position in its bar, 0 on a downbeat (the melody model's input)."""
+        return (int(step) - self.downbeat) % self.steps
+
+
+def bar_grid(primer: Sequence[StepNote]) -> BarGrid:
+    """The bar lines of a played phrase, as the box feeds them to the melody model.
+
+    The tempo estimate (:func:`estimate_tempo`) reads the phrase so that its typical note
+    is an eighth, and :func:`quantize` puts step 0 at the first onset; on that grid the
+    player's first note is taken as a downbeat and a bar is four quarters (16 steps):
+    a child starts on "one", and a pickup or a 3/4 phrase is read as 4/4 from its first
+    note. The reply continues the same bars from the primer's end.
+    """
+    first = min((int(n.start) for n in primer), default=0)
+    return BarGrid(BAR_STEPS, first)
 
 
 MIN_TEMPO_QPM = 60.0
@@ -112,15 +136,17 @@ class ReplyPlan:
     primer: list[StepNote]
     primer_steps: int
     reply_steps: int
+    bar: BarGrid = BarGrid()
 
 
 def plan_reply(notes: Sequence[Note], *, ratio: float = 1.0, min_seconds: float = 2.0,
                max_seconds: float = 8.0, fallback_qpm: float = 120.0) -> ReplyPlan:
-    """Tempo, grid primer and reply length (about the phrase's length, clamped)."""
+    """Tempo, grid primer, its bar lines and the reply's length (about the phrase's
+    length, clamped)."""
     qpm = estimate_tempo(notes, fallback_qpm)
     primer = quantize(notes, qpm)
     primer_steps = max((n.end for n in primer), default=0)
     length = (max(n.end for n in notes) - min(n.start for n in notes)) if notes else 0.0
     seconds = min(max_seconds, max(min_seconds, length * ratio))
     steps = max(1, round(seconds / step_seconds(qpm)))
-    return ReplyPlan(qpm, primer, primer_steps, steps)
+    return ReplyPlan(qpm, primer, primer_steps, steps, bar_grid(primer))

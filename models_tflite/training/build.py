@@ -13,9 +13,10 @@ are untouched); ``--only melody|genie`` runs one model; ``--no-eval`` skips the 
 Budget on this 2-core machine: the melody half took 14.5 min from scratch (parse 7.5,
 training 6, export 1); the Genie half (parse 2.5, 1500 + 1000 training steps, three
 exports, the walks) is sized to fit the rest of the hour; MODEL_CARD.md records the
-measured end-to-end time. ``GENIE_NONCOMMERCIAL=1 make models`` adds the encodings whose
-licence forbids commercial use (a non-commercial installation); the committed models are
-built without it.
+measured end-to-end time. ``GENIE_NONCOMMERCIAL=1 MELODY_NONCOMMERCIAL=1 make models``
+adds the encodings whose licence forbids commercial use (a non-commercial installation: the
+Genie's Palestrina and noted files, the melody's Essen folksongs); the committed models are
+built without them.
 """
 
 from __future__ import annotations

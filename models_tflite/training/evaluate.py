@@ -7,6 +7,11 @@ Melody (from models_tflite/melody.tflite, the parsed test split and the fixture)
   * in-key share of T=1.0 continuations (64 steps) from test primers (the first two bars of
     each test melody), key estimated from the primer with the Krumhansl-Kessler profiles;
   * the same share for the real continuations (how "in key" the data itself is);
+  * rhythm: the share of reply bars with no note starting on the downbeat, and the share of
+    replies holding a run of 4+ repeated pitches, beside the same figures of the real
+    continuations; on the test primers and on 200 primers of a corpus the committed model
+    never saw (Essen folksongs: evaluation only), with the bar lines of the score, and
+    once more with the bar lines as the box reads them (:func:`piano_buddy.phrase.bar_grid`);
   * empty replies.
 Genie: the rows of :func:`models_tflite.training.genie_train.evaluate`: test-split
 perplexities and contour, the random button walks of shared/notes/genie-behaviour.md with
@@ -35,6 +40,10 @@ MINOR_SCALE = (0, 2, 3, 5, 7, 8, 10, 11)  # natural minor plus the leading tone 
 IN_KEY_TARGET = 0.85
 REPLY_STEPS = 64
 SEED = 2024
+REPEAT_RUN = 4            # this many notes in a row on one pitch make a "repeated run"
+RHYTHM_FACTOR = 2.0       # the model may miss downbeats / repeat at most twice as often as tunes
+UNSEEN_PRIMERS = 200
+UNSEEN_TUNES = 330        # every k-th Essen tune; 200 of them are long enough for a primer
 
 
 def estimate_key(pitches: Sequence[int], durations: Sequence[float] | None = None
@@ -68,46 +77,136 @@ def in_key_counts(primer_notes, reply_notes) -> tuple[int, int]:
     return sum(in_key(n.pitch, key) for n in reply_notes), len(reply_notes)
 
 
-def primers_from_fixture(ref) -> list[tuple[list, int]]:
-    """[(primer notes, primer steps)] from the arrays in melody_reference.npz."""
-    from piano_buddy.melody import StepNote
+def downbeat_misses(reply_notes, grid, primer_steps: int, steps: int = REPLY_STEPS,
+                    positions: Sequence[int] | None = None) -> tuple[int, int]:
+    """(bars of the reply with no note starting on their downbeat, whole bars in the reply).
+
+    Reply step k lies on the primer's grid at ``primer_steps + k`` (or has the bar position
+    ``positions[k]``, the score's, for a real continuation); only bars wholly inside the
+    ``steps`` of the reply count."""
+    onsets = {int(n.start) for n in reply_notes}
+    if positions is None:
+        positions = [grid.position(primer_steps + k) for k in range(steps)]
+    downbeats = [k for k in range(steps) if positions[k] == 0]
+    ends = downbeats[1:] + [steps if positions[steps - 1] == grid.steps - 1 else steps + 1]
+    misses = bars = 0
+    for k, end in zip(downbeats, ends):
+        if end <= steps:
+            bars += 1
+            misses += k not in onsets
+    return misses, bars
+
+
+def repeated_run(notes, run: int = REPEAT_RUN) -> bool:
+    """Whether ``run`` or more notes in a row have the same pitch."""
+    pitches = [n.pitch for n in sorted(notes, key=lambda n: n.start)]
+    length = 1
+    for a, b in zip(pitches, pitches[1:]):
+        length = length + 1 if a == b else 1
+        if length >= run:
+            return True
+    return False
+
+
+def primers_from_fixture(ref, bars: bool = False) -> list[tuple]:
+    """[(primer notes, primer steps)] from the arrays in melody_reference.npz; with
+    ``bars``, [(notes, steps, the score's bar grid)]."""
+    from piano_buddy.melody import BarGrid, StepNote
     out: dict[int, list] = {}
     for p, s, e, k in zip(ref["primer_pitch"], ref["primer_start"], ref["primer_end"],
                           ref["primer_piece"]):
         out.setdefault(int(k), []).append(StepNote(int(p), int(s), int(e)))
     steps = int(ref["primer_steps"])
-    return [(out[k], steps) for k in sorted(out)]
+    if not bars:
+        return [(out[k], steps) for k in sorted(out)]
+    grids = [BarGrid(int(b), int(d)) for b, d in zip(ref["primer_bar_steps"],
+                                                     ref["primer_downbeat"])]
+    return [(out[k], steps, grids[k]) for k in sorted(out)]
 
 
-def melody_quality(model_path: Path | None, primers: Sequence[tuple[list, int]],
+def melody_quality(model_path: Path | None, primers: Sequence[tuple],
                    temperature: float = 1.0, steps: int = REPLY_STEPS, seed: int = SEED,
-                   prefer: str | None = None) -> dict:
-    """In-key share and empty replies of continuations sampled from ``primers``."""
+                   prefer: str | None = None, box_bars: bool = False) -> dict:
+    """In-key share, rhythm figures and empty replies of continuations sampled from
+    ``primers`` ((notes, primer steps[, bar grid]) each). ``box_bars``, or no grid: give
+    the model the bar lines as the box reads them (:func:`piano_buddy.phrase.bar_grid`)
+    instead of the score's, and count downbeats on those."""
     from piano_buddy.melody import MelodyModel
+    from piano_buddy.phrase import bar_grid
     model = MelodyModel(model_path, rng=np.random.default_rng(seed), prefer=prefer)
-    good = total = empty = 0
-    for notes, primer_steps in primers:
-        reply = model.continue_phrase(notes, steps, temperature, primer_steps=primer_steps)
+    good = total = empty = misses = bars = runs = 0
+    for notes, primer_steps, *grid in primers:
+        grid = bar_grid(notes) if box_bars or not grid else grid[0]
+        reply = model.continue_phrase(notes, steps, temperature, primer_steps=primer_steps,
+                                      bar=grid)
         empty += not reply
         g, n = in_key_counts(notes, reply)
         good, total = good + g, total + n
+        m, b = downbeat_misses(reply, grid, primer_steps, steps)
+        misses, bars = misses + m, bars + b
+        runs += repeated_run(reply)
     return {"in_key": good / max(1, total), "notes": total, "empty": empty,
-            "replies": len(primers)}
+            "replies": len(primers), "downbeat_missed": misses / max(1, bars), "bars": bars,
+            "repeated_runs": runs / max(1, len(primers))}
+
+
+def real_rhythm(primers: Sequence[tuple], steps: int = REPLY_STEPS) -> dict:
+    """The same rhythm figures for the real continuations ((notes, steps, grid, rest))."""
+    misses = bars = runs = 0
+    for _, primer_steps, grid, rest, positions in primers:
+        m, b = downbeat_misses(rest, grid, primer_steps, steps, positions)
+        misses, bars = misses + m, bars + b
+        runs += repeated_run(rest)
+    return {"downbeat_missed": misses / max(1, bars), "bars": bars,
+            "repeated_runs": runs / max(1, len(primers))}
 
 
 def primers_with_continuations(melodies, primer_steps: int = 32, min_notes: int = 6,
                                reply_steps: int = 64):
-    """(primer notes, steps, real continuation notes) from test melodies long enough."""
+    """(primer notes, steps, bar grid, real continuation notes, the score's bar positions
+    of the continuation's steps) from melodies long enough."""
     from piano_buddy.melody import StepNote
+    from .melody_data import bar_grid_of
     out = []
     for m in melodies:
         primer = [StepNote(n.pitch, n.start, min(n.end, primer_steps))
                   for n in m.notes if n.start < primer_steps]
         rest = [StepNote(n.pitch, n.start - primer_steps, n.end - primer_steps)
                 for n in m.notes if primer_steps <= n.start < primer_steps + reply_steps]
-        if len(primer) >= min_notes and rest:
-            out.append((primer, primer_steps, rest))
+        if len(primer) >= min_notes and rest and len(m.tokens) >= primer_steps + reply_steps:
+            out.append((primer, primer_steps, bar_grid_of(m), rest,
+                        [int(p) for p in m.bar_pos[primer_steps:primer_steps + reply_steps]]))
     return out
+
+
+def rhythm_rows(label: str, model_path: Path, prim: Sequence[tuple], src: str) -> list[dict]:
+    """Downbeat and repeated-run rows for one set of primers, the real rates beside."""
+    real = real_rhythm(prim)
+    rows = []
+    for box in (False, True):
+        q = melody_quality(model_path, [(p, s, g) for p, s, g, *_ in prim], box_bars=box)
+        how = "box's bars" if box else "score's bars"   # box: phrase.bar_grid
+        limit_d = RHYTHM_FACTOR * real["downbeat_missed"]
+        limit_r = RHYTHM_FACTOR * real["repeated_runs"]
+        rows += [
+            {"model": "melody", "metric": f"{label}: reply bars, no downbeat note ({how})",
+             "value": q["downbeat_missed"],
+             "target": f"<= {limit_d:.4f} (2x real {real['downbeat_missed']:.4f})",
+             "ok": q["downbeat_missed"] <= limit_d if not box else None, "source": src},
+            {"model": "melody", "metric": f"{label}: replies, {REPEAT_RUN}+ repeated pitches "
+             f"({how})", "value": q["repeated_runs"],
+             "target": f"<= {limit_r:.4f} (2x real {real['repeated_runs']:.4f})",
+             "ok": q["repeated_runs"] <= limit_r if not box else None, "source": src},
+        ]
+    rows += [
+        {"model": "melody", "metric": f"{label}: real, bars with no downbeat note "
+         f"({real['bars']})", "value": real["downbeat_missed"], "target": "",
+         "ok": None, "source": "data"},
+        {"model": "melody", "metric": f"{label}: real, {REPEAT_RUN}+ repeated pitches "
+         f"({len(prim)})", "value": real["repeated_runs"], "target": "",
+         "ok": None, "source": "data"},
+    ]
+    return rows
 
 
 def melody_rows(model_path: Path | None = None, reference_path: Path | None = None) -> list[dict]:
@@ -122,18 +221,19 @@ def melody_rows(model_path: Path | None = None, reference_path: Path | None = No
     train = melody_train.token_arrays(splits["train"])
     valid = melody_train.token_arrays(splits["valid"])
     test = melody_train.token_arrays(splits["test"])
+    test_pos = melody_train.position_arrays(splits["test"])
     t = time.monotonic()
     base, _ = markov.fit_best(train, valid)
     markov_nll = base.nll(test)
     print(f"eval: Markov baseline refitted ({time.monotonic() - t:.0f}s)", file=sys.stderr)
     t = time.monotonic()
-    q_nll = melody_train.tflite_nll(model_path, test)
+    q_nll = melody_train.tflite_nll(model_path, test, test_pos)
     print(f"eval: quantized test NLL ({time.monotonic() - t:.0f}s)", file=sys.stderr)
     float_nll = float(ref["float_test_nll"])
     prim = primers_with_continuations(splits["test"])
-    quality = melody_quality(model_path, [(p, s) for p, s, _ in prim])
+    quality = melody_quality(model_path, [(p, s, g) for p, s, g, *_ in prim])
     real_good = real_total = 0
-    for p, _, rest in prim:
+    for p, _, _, rest, _ in prim:
         g, n = in_key_counts(p, rest)
         real_good, real_total = real_good + g, real_total + n
     size = model_path.stat().st_size
@@ -159,7 +259,27 @@ def melody_rows(model_path: Path | None = None, reference_path: Path | None = No
          "target": "0", "ok": quality["empty"] == 0, "source": src},
         {"model": "melody", "metric": "model size (bytes)", "value": size,
          "target": "< 1048576", "ok": size < 1 << 20, "source": src},
-    ]
+    ] + rhythm_rows(f"test, {len(prim)}", model_path, prim, src) + unseen_rows(
+        model_path, src)
+
+
+def unseen_rows(model_path: Path, src: str) -> list[dict]:
+    """Rhythm rows on 200 primers of the Essen folksongs, when the committed model was
+    trained without them (the licence-clean build); nothing when it was not."""
+    from . import melody_data
+    if melody_data.noncommercial():
+        return []
+    t = time.monotonic()
+    unseen = melody_data.load_unseen(count=UNSEEN_TUNES)
+    prim = primers_with_continuations(unseen)[:UNSEEN_PRIMERS]
+    rows = rhythm_rows(f"unseen Essen, {len(prim)}", model_path, prim, src)
+    quality = melody_quality(model_path, [(p, s, g) for p, s, g, *_ in prim])
+    rows.append({"model": "melody", "metric": f"unseen Essen, {len(prim)}: in-key share, T=1.0",
+                 "value": quality["in_key"],
+                 "target": f">= {IN_KEY_TARGET}", "ok": quality["in_key"] >= IN_KEY_TARGET,
+                 "source": src})
+    print(f"eval: unseen corpus ({time.monotonic() - t:.0f}s)", file=sys.stderr)
+    return rows
 
 
 def genie_rows() -> list[dict]:

@@ -415,3 +415,30 @@ def test_with_kernel_events_a_held_key_lasts_until_the_kernel_says_up(pins_and_c
     clock.t += 0.06
     keys.expire()
     assert pins[4].state == 1 and presses(pins[4]) == 1
+
+
+def test_the_knob_keys_turn_the_simulated_knob_through_the_real_encoder():
+    """- and = drive the mock encoder pins through their quadrature steps: the volume moves,
+    and with button 8 held the AI's creativity does instead (issue 13, shown in the
+    simulator)."""
+    from piano_buddy.config import from_dict
+    from piano_buddy.terminal import turn_knob
+
+    try:
+        from tests.rig import Rig
+    except ImportError:
+        from rig import Rig
+    rig = Rig(from_dict({"audio": {"period_frames": 256}}))
+    try:
+        steps = rig.panel.encoder.steps
+        turn_knob(rig.factory, rig.cfg, 2)
+        assert rig.panel.encoder.steps == steps + 2
+        level = rig.conductor.creativity.level
+        rig.press(7)
+        turn_knob(rig.factory, rig.cfg, -3)
+        rig.step()
+        assert rig.conductor.creativity.level == level - 3
+        assert rig.panel.encoder.steps == steps + 2
+        rig.release(7)
+    finally:
+        rig.close()

@@ -46,6 +46,9 @@ KEY_LETTERS = "asdfjkl;"
 KEYMAP = {**{str(i + 1): i for i in range(NUM_BUTTONS)},
           **{k: i for i, k in enumerate(KEY_LETTERS)}, ":": KEY_LETTERS.index(";")}
 QUIT_KEY = "q"
+KNOB_KEYS = {"-": -1, "=": 1, "+": 1}     # one click of the volume knob (8 held: creativity)
+# (A, B) levels of a quadrature encoder through one click, clockwise and back
+KNOB_CLICK = {1: ((0, 1), (0, 0), (1, 0), (1, 1)), -1: ((1, 0), (0, 0), (0, 1), (1, 1))}
 QUIT_CONFIRM_SECONDS = 3.0   # the second q must come within this time of the first
 # Without key releases: a tap stays down for the keyboard's repeat delay, so that the
 # auto-repeat of a held key (which starts after that delay) continues the same note.
@@ -284,6 +287,19 @@ class KeyboardButtons:
             self.up(b)
 
 
+def turn_knob(factory, cfg: Config, clicks: int) -> None:
+    """Turn the simulated knob: its two mock pins go through the quadrature steps, so the
+    panel's real RotaryEncoder hears it (the volume; with button 8 held, the AI's
+    creativity)."""
+    if not cfg.panel.volume_encoder:
+        return
+    a, b = (factory.pin(g) for g in cfg.panel.volume_encoder)
+    for _ in range(abs(clicks)):
+        for level_a, level_b in KNOB_CLICK[1 if clicks > 0 else -1]:
+            a.drive_high() if level_a else a.drive_low()
+            b.drive_high() if level_b else b.drive_low()
+
+
 class QuitGuard:
     """Quitting is deliberate: Ctrl-C at once, or ``q`` twice within a few seconds. The
     first ``q`` asks "are you done?"; any other key, or the time running out, cancels it."""
@@ -365,7 +381,8 @@ def render_view(box, audio_label: str, *, notes: NoteRows | None = None,
         "Play a few notes, then stop and listen: the AI answers.",
         "",
         "buttons  " + " ".join(cells),
-        "keys     " + " ".join(letters) + "   (or 1-8)",
+        "keys     " + " ".join(letters) + "   (or 1-8; knob: - and =, with 8 held: the AI's "
+        "creativity)",
         "lamps    " + " ".join(lamps),
         f"turn     {chr(0x25CF) if snap['turn_led'] > 0.5 else chr(0x25CB)} {turn}",
         "mode     " + ("small hands: buttons 1 3 6 8 (hold 1 and 8 for 2 s: all eight)"
@@ -581,6 +598,9 @@ def run_simulator(cfg: Config, stop: threading.Event, why: str = "") -> int:
                     continue
                 if kind in ("char", "down") and guard.key(key):
                     stop.set()
+                    continue
+                if kind in ("char", "down") and key in KNOB_KEYS:
+                    turn_knob(factory, cfg, KNOB_KEYS[key])
                     continue
                 b = button_for(key) if isinstance(key, str) else None
                 if b is None:

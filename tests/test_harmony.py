@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from piano_buddy.conductor import ACCOMPANIMENT_TAG, REPLY_ACCOMPANIMENT_TAG, Turn
+from piano_buddy.conductor import Turn
 from piano_buddy.config import Config, from_dict
-from piano_buddy.harmony import (BASS_RANGE, Harmonizer, Key, estimate_key, harmonize,
-                                 parallel)
+from piano_buddy.harmony import (ACCOMPANIMENT_TAG, BASS_RANGE, REPLY_ACCOMPANIMENT_TAG,
+                                 Harmonizer, Key, estimate_key, harmonize, parallel)
 from piano_buddy.modes import HOLD_SECONDS
 
 try:

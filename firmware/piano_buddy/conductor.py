@@ -31,7 +31,7 @@ from .errorlog import ErrorLog
 from .events import InputEvent, InputQueue, Kind
 from .held_notes import HeldNotes
 from .copy_game import GAME_QPM, HAPPY_CUE, TRY_AGAIN_CUE, CopyMeGame
-from .harmony import Accompaniment, Harmonizer, harmonize
+from .harmony import REPLY_ACCOMPANIMENT_TAG, Accompanist
 from .modes import (COPY_GAME_COMBO, CREATIVITY_SHOW_SECONDS, CUE_QPM, CUE_VELOCITY,
                     HARMONY_COMBO, SMALL_HANDS_COMBO, ComboWatcher, Creativity,
                     active_buttons, cue_for, nearest_active)
@@ -52,8 +52,6 @@ FALLBACK_KEYS = (60, 62, 64, 65, 67, 69, 71, 72)
 # on the 16th-note grid) for INVITATION_STEPS, at INVITATION_QPM.
 INVITATION_PRIMER = (StepNote(60, 0, 4), StepNote(64, 4, 8), StepNote(67, 8, 12))
 INVITATION_STEPS, INVITATION_QPM = 16, 100.0
-ACCOMPANIMENT_TAG = 2       # the synth tag of the live accompaniment (harmony.py)
-REPLY_ACCOMPANIMENT_TAG = 3  # the reply's (its own tag: a chord tone may equal a reply note)
 
 
 class Turn(str, Enum):
@@ -123,8 +121,8 @@ class Conductor:
         self.attract.lamps = self.active_buttons
         self.combos = ComboWatcher([SMALL_HANDS_COMBO, COPY_GAME_COMBO, HARMONY_COMBO])
         self.harmony_on = cfg.harmony.enabled
-        self.harmonizer = Harmonizer(beat=60.0 / cfg.turns.fallback_qpm)
-        self._accompanying: tuple[int, ...] = ()       # live accompaniment sounding now
+        self.accompanist = Accompanist(synth, cfg.harmony.level, 60.0 / cfg.turns.fallback_qpm,
+                                       self.sample_rate)
         self.game: CopyMeGame | None = CopyMeGame() if cfg.turns.mode == "copy" else None
         self._then: Callable[[float], None] | None = None   # after this reply, if it ends
         self.creativity = Creativity(cfg.turns.creativity_low, cfg.turns.creativity_high)
@@ -335,56 +333,20 @@ class Conductor:
         self.outputs.note_on(pitch, velocity, False)
         if self.harmony_on and self.game is None:
             try:
-                acc = self.harmonizer.melody_note(pitch, t)
+                self.accompanist.melody_note(pitch, velocity, t)
             except Exception as exc:
                 self.errors.record("the harmonizer (no accompaniment for this note)", exc)
-                acc = None
-            if acc is not None:             # in the same audio block as the melody note
-                self._accompany(acc, velocity)
 
     # --- harmony (harmony.py) ------------------------------------------------------------
-    def _accompany(self, acc: Accompaniment, velocity: int) -> None:
-        self._stop_accompaniment()
-        level = round(velocity * self.cfg.harmony.level)
-        for p in acc.pitches:
-            self.synth.note_on(p, max(1, level - (6 if p != acc.bass else 0)),
-                               ACCOMPANIMENT_TAG)
-        self._accompanying = acc.pitches
-
-    def _stop_accompaniment(self) -> None:
-        for p in self._accompanying:
-            self.synth.note_off(p, ACCOMPANIMENT_TAG)
-        self._accompanying = ()
-
     def _switch_harmony(self, now: float) -> None:
         """Buttons 7 and 8 held together: the accompaniment on (or off), with a cue."""
         self._end_combination(now)
         self._stats["mode_changes"] += 1
         self.harmony_on = not self.harmony_on
-        self._stop_accompaniment()
-        self.harmonizer.reset()
+        self.accompanist.reset()
         log.info("harmony %s", "on" if self.harmony_on else "off")
         cue = cue_for(self.active_buttons, self.harmony_on)
         self._cue([p for p, _b in cue.notes], [b for _p, b in cue.notes], now)
-
-    def _schedule_harmony(self, notes: Sequence[Note], qpm: float, velocity: int,
-                          frame0: int, start: float) -> None:
-        """The reply's accompaniment, planned beat by beat and scheduled with its notes (an
-        interrupt cancels it with the reply)."""
-        h = Harmonizer(beat=60.0 / qpm, weights=list(self.harmonizer.weights),
-                       _evidence=self.harmonizer._evidence)
-        plan = harmonize([(n.pitch, n.start, n.end) for n in notes], 60.0 / qpm, h)
-        end = max(n.end for n in notes)
-        level = round(velocity * self.cfg.harmony.level)
-        sr = self.sample_rate
-        for i, (at, acc) in enumerate(plan):
-            until = plan[i + 1][0] if i + 1 < len(plan) else end
-            for p in acc.pitches:
-                self.synth.note_on(p, max(1, level - (6 if p != acc.bass else 0)),
-                                   REPLY_ACCOMPANIMENT_TAG,
-                                   at_frame=frame0 + round((at - start) * sr))
-                self.synth.note_off(p, REPLY_ACCOMPANIMENT_TAG,
-                                    at_frame=frame0 + round((until - start) * sr))
 
     def _sound_off(self, pitch: int) -> None:
         self.synth.note_off(pitch, PLAYER_TAG)
@@ -399,7 +361,7 @@ class Conductor:
         """End the phrase and schedule the AI's reply, sample-accurately, in the synth."""
         phrase = list(self._phrase)
         self._phrase.clear()
-        self._stop_accompaniment()
+        self.accompanist.stop()
         self.turn = Turn.THINKING
         self.panel.turn("thinking")
         t = self.cfg.turns
@@ -423,7 +385,6 @@ class Conductor:
             return
         self._play_reply(steps, plan.qpm, self.cfg.panel.velocity, now,
                          harmony=self.harmony_on and self.cfg.harmony.reply)
-        self.harmonizer.beat = 60.0 / plan.qpm         # the player's tempo, for what follows
         self._stats["replies"] += 1
         log.info("AI answers %d notes at %.0f qpm over %.1f s", len(self.reply.notes),
                  plan.qpm, self.reply.end - self.reply.notes[0].start)
@@ -539,7 +500,7 @@ class Conductor:
             self.synth.note_off(n.pitch, AI_TAG, at_frame=frame0 + round((n.end - start) * sr))
         if harmony:
             try:
-                self._schedule_harmony(notes, qpm, velocity, frame0, start)
+                self.accompanist.under_reply(notes, qpm, velocity, frame0, start)
             except Exception as exc:
                 self.errors.record("the harmonizer (the reply plays alone)", exc)
         if buttons is None:                      # after the schedule: never delays the sound
@@ -594,8 +555,7 @@ class Conductor:
         """A long silence: the session ends (its recording is written) and the next press
         starts afresh for whoever comes next. The one owner of "session"."""
         self._idle_since, self._last_activity = self._last_activity, None
-        self._stop_accompaniment()
-        self.harmonizer.reset()
+        self.accompanist.reset()
         if self.game is not None:
             log.info("copy me: game over (a long silence); %d right, %d to try again",
                      self.game.right, self.game.wrong)
@@ -617,7 +577,7 @@ class Conductor:
         self.combos.reset()
         self._phrase.clear()            # a panic or a shutdown: no reply follows
         self._last_activity = None
-        self._stop_accompaniment()
+        self.accompanist.stop()
         self.synth.all_notes_off()
         self.outputs.all_notes_off()
         for i in range(NUM_BUTTONS):

@@ -74,7 +74,7 @@ class AccompanimentLog:
     :meth:`finish` hands the notes to the note log."""
 
     def __init__(self, synth, sample_rate: int) -> None:
-        from .conductor import ACCOMPANIMENT_TAG, REPLY_ACCOMPANIMENT_TAG
+        from .harmony import ACCOMPANIMENT_TAG, REPLY_ACCOMPANIMENT_TAG
         self._synth, self._sr = synth, sample_rate
         self._tags = (ACCOMPANIMENT_TAG, REPLY_ACCOMPANIMENT_TAG)
         self._open: dict[tuple[int, int], list[tuple[float, int]]] = {}

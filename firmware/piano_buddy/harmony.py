@@ -247,3 +247,61 @@ def harmonize(notes: Sequence[tuple[int, float, float]], beat: float,
         if acc is not None:
             out.append((start, acc))
     return out
+
+
+ACCOMPANIMENT_TAG = 2        # the synth tag of the live accompaniment
+REPLY_ACCOMPANIMENT_TAG = 3  # the reply's (its own tag: a chord tone may equal a reply note)
+INNER_SOFTER = 6             # the chord tones a little under the bass (velocity)
+
+
+class Accompanist:
+    """Plays what the harmonizer chooses on the synth: live under the player (one chord at
+    a time, ``ACCOMPANIMENT_TAG``), and scheduled under a planned reply
+    (``REPLY_ACCOMPANIMENT_TAG``, cancelled with the reply). ``level`` is the loudness
+    against the melody's velocity."""
+
+    def __init__(self, synth, level: float, beat: float, sample_rate: int) -> None:
+        self.synth, self.level, self.sample_rate = synth, float(level), sample_rate
+        self.harmonizer = Harmonizer(beat=beat)
+        self.sounding: tuple[int, ...] = ()
+
+    def _velocities(self, acc: Accompaniment, velocity: int) -> list[tuple[int, int]]:
+        level = round(velocity * self.level)
+        return [(p, max(1, level - (0 if p == acc.bass else INNER_SOFTER))) for p in acc.pitches]
+
+    def melody_note(self, pitch: int, velocity: int, t: float) -> None:
+        """A melody note starts now: a new chord, in the same audio block, if one is due."""
+        acc = self.harmonizer.melody_note(pitch, t)
+        if acc is None:
+            return
+        self.stop()
+        for p, v in self._velocities(acc, velocity):
+            self.synth.note_on(p, v, ACCOMPANIMENT_TAG)
+        self.sounding = acc.pitches
+
+    def stop(self) -> None:
+        """The live chord ends (the phrase ended, the box went quiet)."""
+        for p in self.sounding:
+            self.synth.note_off(p, ACCOMPANIMENT_TAG)
+        self.sounding = ()
+
+    def reset(self) -> None:
+        """A new visitor or a switch: silence, and the key forgotten."""
+        self.stop()
+        self.harmonizer.reset()
+
+    def under_reply(self, notes, qpm: float, velocity: int, frame0: int, start: float) -> None:
+        """Plan ``notes`` (Note: pitch, start, end in conductor seconds; the reply starts at
+        ``start``, synth frame ``frame0``) beat by beat, from the key heard so far, and
+        schedule each chord until the next one."""
+        live = self.harmonizer
+        h = Harmonizer(beat=60.0 / qpm, weights=list(live.weights), _evidence=live._evidence)
+        plan = harmonize([(n.pitch, n.start, n.end) for n in notes], 60.0 / qpm, h)
+        end = max(n.end for n in notes)
+        frame = lambda t: frame0 + round((t - start) * self.sample_rate)   # noqa: E731
+        for i, (at, acc) in enumerate(plan):
+            until = plan[i + 1][0] if i + 1 < len(plan) else end
+            for p, v in self._velocities(acc, velocity):
+                self.synth.note_on(p, v, REPLY_ACCOMPANIMENT_TAG, at_frame=frame(at))
+                self.synth.note_off(p, REPLY_ACCOMPANIMENT_TAG, at_frame=frame(until))
+        live.beat = 60.0 / qpm                   # the player's tempo, for what follows

@@ -32,9 +32,9 @@ from .events import InputEvent, InputQueue, Kind
 from .held_notes import HeldNotes
 from .copy_game import GAME_QPM, HAPPY_CUE, TRY_AGAIN_CUE, CopyMeGame
 from .harmony import REPLY_ACCOMPANIMENT_TAG, Accompanist
-from .modes import (COPY_GAME_COMBO, CREATIVITY_SHOW_SECONDS, CUE_QPM, CUE_VELOCITY,
-                    HARMONY_COMBO, SMALL_HANDS_COMBO, ComboWatcher, Creativity,
-                    active_buttons, cue_for, nearest_active)
+from .modes import (COPY_GAME_COMBO, CUE_QPM, CUE_VELOCITY, HARMONY_COMBO,
+                    SMALL_HANDS_COMBO, ComboWatcher, Creativity, LevelBar, active_buttons,
+                    cue_for, nearest_active)
 from .outputs import Outputs, RecentNotes
 from .phrase import Note, StepNote, plan_reply, unquantize
 from .reply_timeline import ReplyTimeline
@@ -126,8 +126,7 @@ class Conductor:
         self.game: CopyMeGame | None = CopyMeGame() if cfg.turns.mode == "copy" else None
         self._then: Callable[[float], None] | None = None   # after this reply, if it ends
         self.creativity = Creativity(cfg.turns.creativity_low, cfg.turns.creativity_high)
-        self._bar: list[int] = []                       # lamps showing the creativity level
-        self._bar_until: float | None = None
+        self.bar = LevelBar(panel.button_led, lambda b: self.held.holds(("b", b)))
         self._stats = {"events": 0, "replies": 0, "interrupts": 0, "empty_replies": 0,
                        "lost_releases": 0, "ignored_events": 0, "faults": 0,
                        "invitations": 0, "mode_changes": 0, "copies_right": 0,
@@ -224,11 +223,7 @@ class Conductor:
             self._idle_since = ev.time
             level = self.creativity.turn(ev.source)
             self._stats["creativity_changes"] += 1
-            self._hide_bar()
-            self._bar = self.creativity.lamps(self.active_buttons)
-            for b in self._bar:
-                self.panel.button_led(b, True)
-            self._bar_until = ev.time + CREATIVITY_SHOW_SECONDS
+            self.bar.show(self.creativity.lamps(self.active_buttons), ev.time)
             log.info("creativity %d of 8 (x%.2f)", level + 1, self.creativity.factor)
         elif ev.kind is Kind.DEVICE:
             log.info("MIDI device %s", "connected" if ev.velocity else "disconnected")
@@ -244,11 +239,9 @@ class Conductor:
                 self._stats["lost_releases"] += 1
                 self.panel.button_led(source, False)
         waits = []
-        if self._bar_until is not None:
-            if now >= self._bar_until:
-                self._hide_bar()
-            else:
-                waits.append(self._bar_until - now)
+        bar_due = self.bar.poll(now)
+        if bar_due is not None:
+            waits.append(bar_due)
         combo_due, fired = self.combos.poll(now)
         if fired == SMALL_HANDS_COMBO:
             self._switch_small_hands(now)
@@ -293,12 +286,6 @@ class Conductor:
             if wait is not None:
                 waits.append(wait)
         return min(waits) if waits else None
-
-    def _hide_bar(self) -> None:
-        """The creativity lamps go; a held button's own lamp stays lit."""
-        for b in self._bar:
-            self.panel.button_led(b, self.held.holds(("b", b)))
-        self._bar, self._bar_until = [], None
 
     def _release_lost_edges(self, now: float) -> None:
         """A held button whose pin reads up at two checks in a row lost its release edge (a

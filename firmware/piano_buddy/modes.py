@@ -22,7 +22,7 @@ Modes so far:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 from .encoding import NUM_BUTTONS
 
@@ -64,6 +64,37 @@ class Creativity:
         """The lamps of the bar for this level, over the buttons in use."""
         n = round((self.level + 1) * len(active) / CREATIVITY_LEVELS)
         return list(active[:max(1, n)])
+
+
+class LevelBar:
+    """Shows a level on the button lamps for CREATIVITY_SHOW_SECONDS, then gives each lamp
+    back to what it showed before (``lit(button)``: a held button stays lit)."""
+
+    def __init__(self, light: Callable[[int, bool], None], lit: Callable[[int], bool]) -> None:
+        self._light, self._lit = light, lit
+        self.lamps: list[int] = []
+        self.until: float | None = None
+
+    def show(self, lamps: Sequence[int], now: float) -> None:
+        self.hide()
+        self.lamps = list(lamps)
+        for b in self.lamps:
+            self._light(b, True)
+        self.until = now + CREATIVITY_SHOW_SECONDS
+
+    def poll(self, now: float) -> float | None:
+        """Seconds until the bar goes (None: not shown)."""
+        if self.until is None:
+            return None
+        if now >= self.until:
+            self.hide()
+            return None
+        return self.until - now
+
+    def hide(self) -> None:
+        for b in self.lamps:
+            self._light(b, self._lit(b))
+        self.lamps, self.until = [], None
 
 
 def active_buttons(small_hands: bool) -> tuple[int, ...]:

@@ -209,7 +209,7 @@ def load_pieces(limit: int | None = None) -> list[Piece]:
         return [(p.piece_id, p.collection, p.kind, p.split, p.onsets, p.pitches)
                 for p in pieces]
 
-    return [drop_unisons(Piece(*row)) for row in common.cached(name, build, CACHE_VERSION)]
+    return [Piece(*row) for row in common.cached(name, build, CACHE_VERSION)]
 
 
 def drop_unisons(piece: Piece) -> Piece:
@@ -299,7 +299,8 @@ def thin_repeats(w: Window, keep_slow: float, rng: np.random.Generator) -> Windo
     steps at the walks' pace), so the decoder learnt "same button, same key" and the
     sharpened sampling of the box (T=0.25) played it on most repeated presses. Thinning
     the repeats by their gap makes a repeat the exception, and the time between presses
-    says how likely it is (dt carries information)."""
+    says how likely it is (dt carries information). Measured (MODEL_CARD.md, sweep): at
+    keep 0.5 it did not move the walks' repeat rate, so the committed recipe leaves it off."""
     t = w.seconds.astype(np.float64)
     keep = np.ones(len(w.keys), bool)
     last = 0
@@ -329,6 +330,8 @@ class Recipe:
     keyboard_weight: float = 3.0     # sampling weight of piano music per note (others 1)
     # Share of repeated keys kept after a slow gap (thin_repeats); None: all kept.
     repeat_keep: float | None = None
+    # One press per key per onset in every split (drop_unisons; applied by the build).
+    drop_unisons: bool = False
 
     @classmethod
     def from_env(cls) -> "Recipe":
@@ -339,7 +342,10 @@ class Recipe:
                    keyboard_weight=float(os.environ.get("GENIE_KEYBOARD_WEIGHT",
                                                         d.keyboard_weight)),
                    repeat_keep=_opt_float(os.environ.get("GENIE_REPEAT_KEEP"),
-                                          d.repeat_keep))
+                                          d.repeat_keep),
+                   drop_unisons=os.environ.get("GENIE_DROP_UNISONS",
+                                               "1" if d.drop_unisons else "0")
+                   not in ("", "0"))
 
 
 def _opt_float(text: str | None, default: float | None) -> float | None:

@@ -102,7 +102,10 @@ def test_walks_mean_key_rises_with_the_button(walks):
 
 # Issue 10 targets the committed decoder does NOT meet yet (measured: span 31.9 semitones,
 # same key on 62% of repeated presses, fast and slow playing alike). Strict: when a
-# retrained model meets one, its test fails here until the mark is removed.
+# retrained model meets one, its test fails here until the mark is removed. The second
+# retrain's sweep (MODEL_CARD.md: unisons dropped, repeats thinned by their gap, a repeat
+# loss, contour margin 0.5, 2000 steps) met none of them without losing a met target, so
+# the committed model and these marks stay.
 @pytest.mark.xfail(strict=True, reason="issue 10: span 31.9 < 36 semitones (MODEL_CARD.md)")
 def test_walks_mean_key_spans_three_octaves(walks):
     assert walks["mean_key_span"] >= 36
@@ -129,7 +132,9 @@ def test_walks_timing_changes_the_keys(walks):
 @pytest.mark.xfail(strict=True, reason="issue 10: fast and slow differ by 1.4 semitones on "
                    "average and repeat alike (62% vs 62%); Magenta: 5% vs 22%")
 def test_walks_fast_playing_runs_slow_playing_repeats(walks):
-    assert walks["slow_same_key_on_repeat"] - walks["fast_same_key_on_repeat"] >= 0.05
+    assert walks["fast_slow_repeat_gap"] >= 0.05  # the target row `make eval` prints
+    assert walks["fast_slow_repeat_gap"] == pytest.approx(
+        walks["slow_same_key_on_repeat"] - walks["fast_same_key_on_repeat"])
 
 
 def test_walk_harness_counts_what_it_says():

@@ -212,6 +212,18 @@ def load_pieces(limit: int | None = None) -> list[Piece]:
     return [Piece(*row) for row in common.cached(name, build, CACHE_VERSION)]
 
 
+def drop_unisons(piece: Piece) -> Piece:
+    """One press per key per onset: two voices on the same pitch at the same time (a
+    quartet's or a chorale's unison) are one key at the piano, not a repeated note. They
+    were 4.5% of the training notes and most of its "repeated keys" (6.3% of steps)."""
+    on, pi = piece.onsets, piece.pitches
+    keep = np.ones(len(pi), bool)
+    keep[1:] = ~((np.diff(on) < 1e-6) & (np.diff(pi) == 0))  # events are sorted (onset, pitch)
+    if keep.all():
+        return piece
+    return Piece(piece.piece_id, piece.collection, piece.kind, piece.split, on[keep], pi[keep])
+
+
 def by_split(pieces: list[Piece]) -> dict[str, list[Piece]]:
     out: dict[str, list[Piece]] = {s: [] for s in common.SPLITS}
     for p in pieces:
@@ -273,6 +285,40 @@ def perform(onsets_q: np.ndarray, pitches: np.ndarray, rng: np.random.Generator,
     return Window(p - enc.PIANO_LOWEST, bins.astype(np.int32), t.astype(np.float32))
 
 
+# Repeated keys are thinned by the gap before them (Recipe.repeat_keep): none survive a gap
+# up to REPEAT_FAST_S, ``repeat_keep`` of them from REPEAT_SLOW_S on, linearly between.
+REPEAT_FAST_S, REPEAT_SLOW_S = 0.15, 0.6
+
+
+def thin_repeats(w: Window, keep_slow: float, rng: np.random.Generator) -> Window:
+    """Drop a note that repeats the key before it, more often the sooner it comes.
+
+    A child hammering one button fast wants a run, not one key; at the keyboard a fast
+    repeated key is rare (a trill alternates), a slow one is a tune's repeated note. In the
+    scores, a repeated button's most likely key was the same key (21-38% of same-button
+    steps at the walks' pace), so the decoder learnt "same button, same key" and the
+    sharpened sampling of the box (T=0.25) played it on most repeated presses. Thinning
+    the repeats by their gap makes a repeat the exception, and the time between presses
+    says how likely it is (dt carries information). Measured (MODEL_CARD.md, sweep): at
+    keep 0.5 it did not move the walks' repeat rate, so the committed recipe leaves it off."""
+    t = w.seconds.astype(np.float64)
+    keep = np.ones(len(w.keys), bool)
+    last = 0
+    ramp = REPEAT_SLOW_S - REPEAT_FAST_S
+    for i in range(1, len(w.keys)):
+        if w.keys[i] == w.keys[last]:
+            gap = t[i] - t[last]
+            p = keep_slow * min(1.0, max(0.0, (gap - REPEAT_FAST_S) / ramp))
+            if rng.random() >= p:
+                keep[i] = False
+                continue
+        last = i
+    t = t[keep]
+    dt = np.diff(t, prepend=t[0])
+    bins = np.minimum(enc.DT_MAX_BIN, np.round(np.maximum(dt, 0.0) * enc.DT_BINS_PER_SECOND))
+    return Window(w.keys[keep], bins.astype(np.int32), t.astype(np.float32))
+
+
 @dataclass(frozen=True)
 class Recipe:
     """How training windows are drawn (the variants compared by the walk figures)."""
@@ -282,6 +328,10 @@ class Recipe:
     # the walks than the scores as written with whole-keyboard transposition.
     textures: bool = False
     keyboard_weight: float = 3.0     # sampling weight of piano music per note (others 1)
+    # Share of repeated keys kept after a slow gap (thin_repeats); None: all kept.
+    repeat_keep: float | None = None
+    # One press per key per onset in every split (drop_unisons; applied by the build).
+    drop_unisons: bool = False
 
     @classmethod
     def from_env(cls) -> "Recipe":
@@ -290,7 +340,18 @@ class Recipe:
                    textures=os.environ.get("GENIE_TEXTURES", "1" if d.textures else "0")
                    not in ("", "0"),
                    keyboard_weight=float(os.environ.get("GENIE_KEYBOARD_WEIGHT",
-                                                        d.keyboard_weight)))
+                                                        d.keyboard_weight)),
+                   repeat_keep=_opt_float(os.environ.get("GENIE_REPEAT_KEEP"),
+                                          d.repeat_keep),
+                   drop_unisons=os.environ.get("GENIE_DROP_UNISONS",
+                                               "1" if d.drop_unisons else "0")
+                   not in ("", "0"))
+
+
+def _opt_float(text: str | None, default: float | None) -> float | None:
+    if text is None:
+        return default
+    return None if text.strip().lower() in ("", "none", "off") else float(text)
 
 
 class WindowSampler:
@@ -316,14 +377,19 @@ class WindowSampler:
         start = int(rng.integers(0, max(1, len(p.pitches) - self.length + 1)))
         texture = (genie_textures.draw(p.kind, rng) if self.recipe.textures
                    else "as_written")
-        size = self.length
+        thin = self.recipe.repeat_keep is not None
+        need = self.length + (self.length // 4 if thin else 0)  # room for dropped repeats
+        size = need
         while True:  # a texture may thin the notes out (a tune from a chorale): read on
             sl = slice(start, start + size)
             on, pi = genie_textures.apply(texture, p.onsets[sl], p.pitches[sl], rng)
-            if len(on) >= self.length or start + size >= len(p.pitches):
+            if len(on) >= need or start + size >= len(p.pitches):
                 break
             size *= 2
-        w = perform(on[:self.length], pi[:self.length], rng, self.recipe.transpose)
+        w = perform(on[:need], pi[:need], rng, self.recipe.transpose)
+        if thin:
+            w = thin_repeats(w, self.recipe.repeat_keep, rng)
+            w = Window(w.keys[:self.length], w.dt_bins[:self.length], w.seconds[:self.length])
         if len(w.keys) < self.length:  # short piece: pad by repeating it (rare)
             reps = -(-self.length // len(w.keys))
             w = Window(np.tile(w.keys, reps)[:self.length],

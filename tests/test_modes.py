@@ -227,3 +227,33 @@ def test_button_8_and_the_knob_set_how_adventurous_the_ai_is_within_the_bounds()
         assert rig.panel.encoder.steps == volume + 2 and c.creativity.level == 0
     finally:
         rig.close()
+
+
+def test_the_real_box_starts_the_copy_game_and_invites_visitors_on_mock_pins():
+    """The Box's own threads: buttons 1 and 2 held start the game (its first phrase lights
+    the lamps); later, with nobody there, attract mode chases and a press ends it."""
+    cfg = quiet_config()
+    cfg = dataclasses.replace(cfg, attract=dataclasses.replace(
+        cfg.attract, after_minutes=0.1, phrase_every_minutes=0.5),
+        turns=dataclasses.replace(cfg.turns, session_idle=5.0))
+    factory = mock_factory()
+    box = Box(cfg, pin_factory=factory, seed=4)
+    try:
+        box.start()
+        c = box.conductor
+        pins = [factory.pin(p) for p in cfg.panel.buttons]
+        pins[0].drive_low()
+        pins[1].drive_low()
+        assert wait_for(lambda: c.game is not None, HOLD_SECONDS + 5)
+        pins[0].drive_high()
+        pins[1].drive_high()
+        assert wait_for(lambda: c.game.task is not None and c.turn is Turn.AI, 10)
+        assert wait_for(lambda: any(box.panel.snapshot()["leds"]), 5), "the phrase is lit"
+        assert wait_for(lambda: c.game is None, 20), "a long silence ends the game"
+        assert wait_for(lambda: c.attract.active, 15), "then the box invites visitors"
+        pins[4].drive_low()
+        assert wait_for(lambda: not c.attract.active, 2)
+        assert wait_for(lambda: box.synth.sounding(), 2)
+        pins[4].drive_high()
+    finally:
+        box.close()

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import dataclasses
 
+import pytest
+
 from piano_buddy.app import Box
 from piano_buddy.conductor import Turn
 from piano_buddy.config import from_dict
@@ -229,6 +231,7 @@ def test_button_8_and_the_knob_set_how_adventurous_the_ai_is_within_the_bounds()
         rig.close()
 
 
+@pytest.mark.slow
 def test_the_real_box_starts_the_copy_game_and_invites_visitors_on_mock_pins():
     """The Box's own threads: buttons 1 and 2 held start the game (its first phrase lights
     the lamps); later, with nobody there, attract mode chases and a press ends it."""

@@ -225,10 +225,20 @@ early_minutes = 30
 @pytest.mark.parametrize("hhmm, code", [("03:00", 1), ("09:30", 0), ("12:00", 0), ("18:00", 1)])
 def test_hours_condition_exit_codes(tmp_path, monkeypatch, capsys, hhmm, code):
     monkeypatch.setattr(museum, "local_now", lambda: at(TUESDAY, hhmm))
+    monkeypatch.delenv("PIANO_BUDDY_HOURS", raising=False)
     conf = _write(tmp_path, MUSEUM_TOML)
     assert cli.main(["--config", str(conf), "hours", "--condition"]) == code
     err = capsys.readouterr().err
     assert ("museum is closed" in err) == (code == 1), err
+
+
+def test_hours_condition_can_be_told_to_ignore_the_hours(monkeypatch):
+    cfg = museum_cfg()
+    night = at(TUESDAY, "03:00")
+    assert museum.condition(cfg, night, env={})[0] == 1
+    code, why = museum.condition(cfg, night, env={"PIANO_BUDDY_HOURS": "ignore"})
+    assert code == 0 and "opening hours not applied" in why
+    assert museum.condition(cfg, night, env={"PIANO_BUDDY_HOURS": "yes"})[0] == 1
 
 
 def test_hours_condition_never_hides_a_bad_config(tmp_path, capsys):

@@ -20,7 +20,9 @@ the synth is built; a restart at opening time, with nobody playing yet, costs a 
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -203,9 +205,18 @@ def generate(cfg: "Config", unit_dir: Path, source: str = "/etc/piano-buddy/conf
     return sorted(units)
 
 
-def condition(cfg: "Config", now: datetime | None = None) -> tuple[int, str]:
+IGNORE_ENV = "PIANO_BUDDY_HOURS"     # =ignore: start at any hour (a runtime drop-in, see README)
+
+
+def condition(cfg: "Config", now: datetime | None = None,
+              env: Mapping[str, str] | None = None) -> tuple[int, str]:
     """The unit's ExecCondition: (0, why) to start, (1, why) to stay off (systemd then skips
-    the start without calling it a failure, and Restart= does not retry it)."""
+    the start without calling it a failure, and Restart= does not retry it).
+    ``PIANO_BUDDY_HOURS=ignore`` in the unit's environment starts it at any hour: the fleet's
+    health check and a technician at night set it in a drop-in under /run (gone at reboot)."""
+    env = os.environ if env is None else env
+    if env.get(IGNORE_ENV, "") == "ignore":
+        return 0, f"starting: {IGNORE_ENV}=ignore (opening hours not applied); {describe(cfg, now)}"
     p = phase(cfg.museum, now)
     if p == CLOSED:
         return 1, (f"the museum is closed now ({describe(cfg, now)}); the box stays off until "

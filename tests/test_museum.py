@@ -248,6 +248,15 @@ def test_hours_condition_never_hides_a_bad_config(tmp_path, capsys):
     assert cli.main(["--config", str(conf), "hours"]) == cli.EXIT_CONFIG
 
 
+def test_check_shows_the_hours_and_the_cap(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(museum, "local_now", lambda: at(TUESDAY, "09:40"))
+    conf = _write(tmp_path, MUSEUM_TOML + "max_volume = 0.6\n")
+    assert cli.main(["--config", str(conf), "check"]) == 0
+    out = capsys.readouterr().out
+    assert ("[ok] museum: open Tue..Sun 10:00-18:00, starts 09:30 at -20 dBFS; now early; "
+            "volume cap 0.6, ceiling -20 dBFS") in out
+
+
 def test_hours_generate_writes_the_timers_and_links_them(tmp_path):
     conf = _write(tmp_path, MUSEUM_TOML)
     out = tmp_path / "generator"

@@ -144,3 +144,16 @@ def test_the_role_installs_the_files_install_sh_installs():
         assert name.replace("piano-buddy", "{{ piano_buddy_name }}") in role
     assert "$NAME-hours-generator" in install and "{{ piano_buddy_name }}-hours-generator" in role
     assert "PYPI=1" in install and 'PYPI: "1"' in role
+
+
+def test_the_packed_firmware_carries_what_its_links_point_at():
+    """Defect found by fleet-check: firmware/piano_buddy/pins.toml links to hardware/pins.toml;
+    packed without its target, the link dangled on the box and the config check crashed."""
+    role = (ANSIBLE_DIR / "roles/piano_buddy/tasks/main.yml").read_text()
+    links = [p for p in (REPO / "firmware").rglob("*") if p.is_symlink()]
+    assert links, "the pin table link is gone: this test has nothing to check"
+    for link in links:
+        target = link.resolve().relative_to(REPO)
+        inside = any(parent == REPO / "firmware" for parent in link.resolve().parents)
+        assert inside or f"{{{{ piano_buddy_source }}}}/{target}" in role, \
+            f"{link.relative_to(REPO)} -> {target} is not packed with the firmware"

@@ -21,7 +21,8 @@ SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-# Install, uninstall and the emulated-Pi check live in mk/install.mk.
+# Install, uninstall and the emulated-Pi check live in mk/install.mk; the fleet's Ansible
+# checks (and their venv, which `make test` also builds) in mk/fleet.mk.
 -include mk/*.mk
 .PHONY: help run demo test test-fast bench soak models eval install uninstall pi-check \
         system-deps test-system-deps venv test-venv train-venv tflr-venv clean voice-report
@@ -105,7 +106,7 @@ run: venv  ## play the box (desktop simulator without GPIO; a demo without a ter
 demo: venv  ## the scripted demo: writes out/duet.wav, out/duet.mid, out/duet.png
 	$(PY) -m piano_buddy demo --out out
 
-test: test-venv tflr-venv py313-venv train-venv  ## install what the tests need (also the 1.6 GB training venv) and run them all
+test: test-venv tflr-venv py313-venv train-venv ansible-venv  ## install what the tests need (also the 1.6 GB training venv) and run them all
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 test-fast: test-venv  ## every test but the slow ones, without building the training venv

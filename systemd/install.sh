@@ -48,6 +48,9 @@ CONFIG=$ETC/config.toml
 DEFAULTS=/etc/default/$NAME
 UNIT=/etc/systemd/system/$NAME.service
 WANTS=/etc/systemd/system/multi-user.target.wants/$NAME.service
+# Opening hours: the services the generated timers start, and the generator itself.
+HOURS_UNITS="$NAME-open.service $NAME-close.service"
+GENERATOR=/etc/systemd/system-generators/$NAME-hours-generator
 RECORDINGS=/var/lib/$NAME/recordings
 EXAMPLE_CONFIG=$SRC/firmware/piano_buddy/config.example.toml
 
@@ -177,8 +180,26 @@ EOF
     fi
 
     install -m 0644 "$SRC/systemd/$NAME.service" "$ROOT$UNIT"
+    local u
+    for u in $HOURS_UNITS; do
+        install -m 0644 "$SRC/systemd/$u" "$ROOT/etc/systemd/system/$u"
+    done
+    install -D -m 0755 "$SRC/systemd/$NAME-hours-generator" "$ROOT$GENERATOR"
     # What `systemctl enable` does, also without a running systemd (chroot, image, --root).
     ln -sfn "$UNIT" "$ROOT$WANTS"
+}
+
+# The timers the generator wrote (or none, if [museum] sets no hours) take effect now.
+restart_hours_timers() {
+    local t
+    for t in "$NAME-open.timer" "$NAME-close.timer"; do
+        if [ -e "/run/systemd/generator/$t" ]; then
+            systemctl restart "$t"
+            say "opening hours: $t $(systemctl show -P NextElapseUSecRealtime "$t" 2>/dev/null | sed 's/^/next /')"
+        else
+            systemctl stop "$t" 2>/dev/null || true
+        fi
+    done
 }
 
 start_service() {
@@ -186,8 +207,9 @@ start_service() {
         say "systemd is not running here (chroot, container or --root): the service is enabled and starts at the next boot"
         return
     fi
-    systemctl daemon-reload
+    systemctl daemon-reload     # also reruns the hours generator: timers from the config
     systemctl enable "$NAME.service" >/dev/null
+    restart_hours_timers
     if [ "$START" = 1 ]; then
         systemctl restart "$NAME.service"
         say "started: systemctl status $NAME; journalctl -u $NAME -f"
@@ -209,7 +231,9 @@ do_uninstall() {
     if systemd_running; then
         systemctl disable --now "$NAME.service" 2>/dev/null || true
     fi
-    rm -f "$ROOT$WANTS" "$ROOT$UNIT"
+    rm -f "$ROOT$WANTS" "$ROOT$UNIT" "$ROOT$GENERATOR"
+    local u
+    for u in $HOURS_UNITS; do rm -f "$ROOT/etc/systemd/system/$u"; done
     if systemd_running; then systemctl daemon-reload; fi
     rm -rf "$ROOT$OPT"
     rm -f "$ROOT$DEFAULTS"

@@ -51,6 +51,7 @@ def test_the_readme_names_every_command_and_make_target_it_promises():
     commands = _parser()._subparsers._group_actions[0].choices
     for name in commands:
         assert f"`{name}`" in README, f"piano-buddy {name} is not in the README"
-    makefile = (ROOT / "Makefile").read_text() + (ROOT / "mk" / "install.mk").read_text()
+    makefile = (ROOT / "Makefile").read_text() + "".join(
+        p.read_text() for p in sorted((ROOT / "mk").glob("*.mk")))
     for target in re.findall(r"`make ([a-z-]+)", README):
         assert re.search(rf"^{target}:", makefile, re.M), f"README names make {target}"

@@ -238,6 +238,10 @@ def test_install_twice_then_uninstall_in_a_root(tmp_path):
     assert version.stdout.startswith("piano-buddy "), version.stderr
     unit = root / "etc/systemd/system/piano-buddy.service"
     assert unit.read_text() == UNIT.read_text()
+    for name in ("piano-buddy-open.service", "piano-buddy-close.service"):    # opening hours
+        assert (root / "etc/systemd/system" / name).read_text() == (REPO / "systemd" / name).read_text()
+    generator = root / "etc/systemd/system-generators/piano-buddy-hours-generator"
+    assert os.access(generator, os.X_OK)
     wants = root / "etc/systemd/system/multi-user.target.wants/piano-buddy.service"
     assert os.readlink(wants) == "/etc/systemd/system/piano-buddy.service"
     config = root / "etc/piano-buddy/config.toml"
@@ -273,6 +277,7 @@ def test_install_twice_then_uninstall_in_a_root(tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     assert not (root / "opt/piano-buddy").exists()
     assert not unit.exists() and not os.path.lexists(wants)
+    assert not generator.exists() and not (root / "etc/systemd/system/piano-buddy-open.service").exists()
     assert not re.search(r"^piano-buddy:", (root / "etc/passwd").read_text(), re.M)
     assert (recordings / "2026-11-25T10-00-00.mid").read_bytes() == b"MThd", "recordings are kept"
     assert "tuned for the museum hall" in config.read_text(), "an edited config is kept"

@@ -9,6 +9,7 @@ conductor both show a fresh heartbeat, so a hung thread ends in a restart.
 from __future__ import annotations
 
 import logging
+import math
 import sys
 import threading
 import time
@@ -176,7 +177,10 @@ class Box:
         else:
             found = f"NONE - {self.audio.last_error}"
         lines.append(f"audio:    {found}; {a.sample_rate} Hz, {a.period_frames}-frame periods "
-                     f"x {a.periods}, {a.voices} voices, ceiling {a.ceiling_dbfs} dBFS")
+                     f"x {a.periods}, {a.voices} voices, ceiling "
+                     f"{20 * math.log10(self.synth.output.ceiling):.1f} dBFS")
+        from .museum import describe as museum_hours
+        lines.append(f"museum:   {museum_hours(cfg)}")
         lines.append(f"memory:   {settle_memory(self._lock_memory)}")
         return self.report
 
@@ -231,7 +235,7 @@ class Box:
 
     def _set_volume(self, gain: float) -> None:
         if self.synth is not None:
-            self.synth.set_gain(gain)
+            self.synth.set_gain(min(gain, self.cfg.museum.max_volume))   # the museum's cap
 
     def _audio_status(self, ok: bool, message: str) -> None:
         if self.conductor is not None:

@@ -55,11 +55,15 @@ def load_models(cfg: Config, rng: np.random.Generator | None = None,
 
 
 def build_synth(cfg: Config, *, channels: int = 2, block_frames: int | None = None):
+    """The synth with the ceiling and start volume of this moment's opening-hours phase
+    (``[museum]``: a lower ceiling before opening, the volume cap at all hours)."""
+    from .museum import audio_limits
     from .synth import Synth
     a = cfg.audio
+    limits = audio_limits(cfg)
     return Synth(sample_rate=a.sample_rate, block_frames=block_frames or a.period_frames,
-                 channels=channels, voices=a.voices, ceiling_dbfs=a.ceiling_dbfs, gain=a.volume,
-                 reverb=a.reverb, reverb_amount=a.reverb_amount)
+                 channels=channels, voices=a.voices, ceiling_dbfs=limits.ceiling_dbfs,
+                 gain=limits.volume, reverb=a.reverb, reverb_amount=a.reverb_amount)
 
 
 def alsa_sink_factory(cfg: Config, device: str | None = None) -> Callable[[], object]:
@@ -95,8 +99,9 @@ def build_panel(cfg: Config, post, *, pin_factory, clock, on_volume=None):
     """The panel; a knob turn while button 8 is held is posted as a KNOB event."""
     from .events import InputEvent, Kind
     from .panel import Panel
+    m = cfg.museum
     return Panel(cfg.panel, post, clock=clock, pin_factory=pin_factory, on_volume=on_volume,
-                 volume=cfg.audio.volume,
+                 volume=min(cfg.audio.volume, m.max_volume), max_volume=m.max_volume,
                  on_creativity=lambda steps: post(InputEvent(Kind.KNOB, steps, clock())))
 
 

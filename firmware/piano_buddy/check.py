@@ -56,6 +56,8 @@ def run_check(config_path: Path | None, out=print) -> int:
     out(f"[ok] pins: {first}")
     for line in rest:
         out(f"     {line}")
+    from .museum import describe as museum_hours
+    out(f"[ok] museum: {museum_hours(cfg)}")
 
     from .assembly import models_folder
     from .genie import GenieDecoder, GenieEncoder

@@ -1,4 +1,5 @@
-"""The ``piano-buddy`` command: run (default), demo, check, selftest, recordings, stats, config.
+"""The ``piano-buddy`` command: run (default), demo, check, selftest, recordings, stats,
+hours, config.
 
 ``run`` picks what the machine can do: the real box on a Pi (GPIO present), the desktop
 simulator when standard input is a terminal (the keys come from there; the view may go to
@@ -78,6 +79,15 @@ def _parser() -> argparse.ArgumentParser:
                                 "interrupts, average session, faults")
     stats.add_argument("--folder", type=Path, default=None, metavar="DIR",
                        help="folder of counts.json (default: stats.folder of the config)")
+    hrs = sub.add_parser("hours", parents=[common],
+                         help="the museum's opening hours ([museum]): the phase now and the "
+                              "timers they give")
+    how = hrs.add_mutually_exclusive_group()
+    how.add_argument("--condition", action="store_true",
+                     help="the unit's ExecCondition: exit 0 to start, 1 while closed")
+    how.add_argument("--generate", type=Path, metavar="DIR", default=None,
+                     help="systemd generator: write the timers into DIR (e.g. "
+                          "/run/systemd/generator)")
     sub.add_parser("config", parents=[common],
                    help="print every setting with its default and allowed range "
                         "(with --config: that file's values, after validating it)")
@@ -102,6 +112,26 @@ def _install_signal_handlers(stop: threading.Event) -> None:
     signal.signal(signal.SIGINT, handler)
 
 
+def _hours(cfg, args, source: Path) -> int:
+    """``piano-buddy hours``: print the phase and the timers, or act as the unit's
+    ExecCondition (--condition) or as the systemd generator (--generate DIR)."""
+    from . import museum
+    if args.condition:
+        code, why = museum.condition(cfg)
+        print(f"piano-buddy: {why}", file=sys.stderr)
+        return code
+    if args.generate is not None:
+        written = museum.generate(cfg, args.generate, str(source))
+        if written:
+            print(f"piano-buddy-hours-generator: {', '.join(written)} from {source}",
+                  file=sys.stderr)
+        return EXIT_OK
+    print(museum.describe(cfg))
+    for name, text in museum.timer_units(cfg, str(source)).items():
+        print(f"\n# {name}\n{text}", end="")
+    return EXIT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = _parser()
     args = ap.parse_args(argv)
@@ -124,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
             from .check import run_check
             return run_check(args.config)
         cfg = config.load(args.config)
+        if command == "hours":
+            return _hours(cfg, args, args.config or config.DEFAULT_PATH)
         if command == "recordings":
             from .recorder import main_recordings
             from .terminal import SIMULATOR_RECORDINGS
@@ -178,6 +210,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_service(cfg, stop)
     except ConfigError as exc:
         print(f"piano-buddy: config error: {exc}", file=sys.stderr)
+        if command == "hours" and getattr(args, "condition", False):
+            return EXIT_OK      # ExecCondition: never hide a bad config; `run` reports it
         return EXIT_CONFIG
     except ModelError as exc:
         print(f"piano-buddy: model error: {exc}", file=sys.stderr)

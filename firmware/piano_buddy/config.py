@@ -184,6 +184,26 @@ class StatsConfig:
 
 
 @dataclass(frozen=True)
+class MuseumConfig:
+    """Opening hours and the volume cap (piano_buddy.museum; systemd timers do the timing)."""
+    opens: str = _spec("", help="opening time, HH:MM local time; the box starts then "
+                                "('' with closes '' = no hours: it plays whenever it is on)")
+    closes: str = _spec("", help="closing time, HH:MM, after opens: the box stops then and "
+                                 "stays silent until the next opening")
+    days: str = _spec("Mon..Sun", help="opening days as systemd writes them, e.g. "
+                                       "\"Tue..Sun\" or \"Mon..Fri,Sun\"")
+    early_minutes: int = _spec(0, lo=0, hi=240,
+                               help="the box starts this many minutes before opening, with "
+                                    "the lower early_ceiling_dbfs (staff setting up)")
+    early_ceiling_dbfs: float = _spec(-20.0, lo=-40.0, hi=0.0,
+                                      help="output ceiling before opening (the lower of this "
+                                           "and audio.ceiling_dbfs)")
+    max_volume: float = _spec(1.0, lo=0.0, hi=1.0,
+                              help="the volume knob stops here at all hours; a higher "
+                                   "audio.volume starts at this cap")
+
+
+@dataclass(frozen=True)
 class Config:
     panel: PanelConfig = field(default_factory=PanelConfig)
     turns: TurnsConfig = field(default_factory=TurnsConfig)
@@ -195,6 +215,7 @@ class Config:
     harmony: HarmonyConfig = field(default_factory=HarmonyConfig)
     attract: AttractConfig = field(default_factory=AttractConfig)
     stats: StatsConfig = field(default_factory=StatsConfig)
+    museum: MuseumConfig = field(default_factory=MuseumConfig)
 
 
 def _check_value(key: str, value: Any, hint: Any, meta: dict) -> Any:
@@ -315,6 +336,8 @@ def _check_whole(cfg: Config) -> None:
     if cfg.midi.enabled and cfg.midi.player_channel == cfg.midi.ai_channel:
         raise ConfigError(f"midi.ai_channel = {cfg.midi.ai_channel}: must differ from "
                           "midi.player_channel so the two parts stay apart")
+    from .museum import hours
+    hours(cfg.museum)           # [museum]: times, days, and the keys that need each other
 
 
 def load(path: str | Path | None = None) -> Config:

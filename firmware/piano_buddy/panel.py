@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import math
 import time
 from typing import Callable
 
@@ -107,7 +108,8 @@ class Panel:
     def __init__(self, cfg: PanelConfig, post: Callable[[InputEvent], object], *,
                  clock: Callable[[], float] = time.monotonic, pin_factory=None,
                  on_volume: Callable[[float], None] | None = None, volume: float = 0.8,
-                 on_creativity: Callable[[int], None] | None = None):
+                 on_creativity: Callable[[int], None] | None = None,
+                 max_volume: float = 1.0):
         from gpiozero import LED, Button, PWMLED, RotaryEncoder
 
         self._post, self._clock = post, clock
@@ -125,10 +127,13 @@ class Panel:
         self._on_volume = on_volume
         self._on_creativity = on_creativity
         self._knob_steps = 0
+        # museum.max_volume: the knob stops at the cap (turning back lowers it at once)
+        self.max_volume = min(max(float(max_volume), 0.0), 1.0)
+        self._top_step = math.floor(self.max_volume * 40 + 1e-9) - 20
         if cfg.volume_encoder and (on_volume is not None or on_creativity is not None):
             a, b_pin = cfg.volume_encoder
             self.encoder = RotaryEncoder(a, b_pin, max_steps=20, **kw)
-            self.encoder.steps = round(volume * 40 - 20)
+            self.encoder.steps = min(round(volume * 40 - 20), self._top_step)
             self._knob_steps = self.encoder.steps
             self.encoder.when_rotated = self._volume_changed
         self._devices = [*self.buttons, *self.leds, self.turn_led] + (
@@ -145,8 +150,9 @@ class Panel:
         return handler
 
     def _volume_changed(self, _device=None):
-        """The knob turned: the volume, or - while button 8 is held - how adventurous the
-        AI is (the box has no pin left for the knob's push switch; hardware/pins.toml)."""
+        """The knob turned: the volume (never over museum.max_volume), or - while button 8
+        is held - how adventurous the AI is (the box has no pin left for the knob's push
+        switch; hardware/pins.toml)."""
         if self.encoder is None:
             return
         steps = self.encoder.steps
@@ -156,7 +162,9 @@ class Panel:
             self.encoder.steps = self._knob_steps = steps - delta   # the volume stays
             self._on_creativity(delta)
         elif self._on_volume is not None:
-            self._on_volume((steps + 20) / 40)
+            if self.encoder.steps > self._top_step:
+                self.encoder.steps = self._knob_steps = self._top_step
+            self._on_volume(min((self.encoder.steps + 20) / 40, self.max_volume))
 
     def is_pressed(self, button: int) -> bool:
         """The button's level now (the conductor's safety net against a lost release edge)."""

@@ -4,7 +4,12 @@ The conductor is the turn state machine and nothing else. What the player holds 
 :class:`~piano_buddy.held_notes.HeldNotes`, the reply as it plays by
 :class:`~piano_buddy.reply_timeline.ReplyTimeline`, and every note event besides the synth's
 goes to :class:`~piano_buddy.outputs.Outputs` (MIDI out, the record, the live view), each
-output isolated. Its logic is plain methods driven by an injected clock; :meth:`step` is one
+output isolated. The modes keep their own logic and state - the held combinations, small
+hands and the creativity bar (:mod:`~piano_buddy.modes`), attract mode
+(:mod:`~piano_buddy.attract`), the copy-me game (:mod:`~piano_buddy.copy_game`), the
+accompaniment (:mod:`~piano_buddy.harmony`) - and the conductor only says when in the turn
+each acts; their phrases and cues play through the one reply path (``_play_reply``), the
+live accompaniment through the Accompanist. Its logic is plain methods driven by an injected clock; :meth:`step` is one
 turn of the loop - wait for an edge up to the next deadline, handle every queued edge, then
 let time pass - and it is the same step live (:meth:`run`), in the tests and in the demo
 (:meth:`drain`). The wait up to the next deadline *is* the pause watchdog.

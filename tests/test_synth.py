@@ -682,8 +682,8 @@ def test_render_allocates_no_buffers(loud):
     clipped = synth.stats["clipped_blocks"]
     tracemalloc.start()
     try:
+        before = tracemalloc.take_snapshot()      # (itself traced: taken before the base)
         base, _ = tracemalloc.get_traced_memory()
-        before = tracemalloc.take_snapshot()
         tracemalloc.reset_peak()
         for i in range(50):
             if i % 10 == 5:                # commands too: a steal, a scheduled start, a release

@@ -103,24 +103,17 @@ def measure(quick: bool, prefer: str | None = None) -> dict:
 def _figures(res: dict, suffix: str) -> list[Figure]:
     figs = []
     note = f"{res['backend']}, 1 thread"
-    if "genie_press" in res:
-        t = np.array(res["genie_press"]) * 1e6
-        figs += [Figure("models", f"genie press, median{suffix}", float(np.median(t)), "us",
-                        50.0, note=note),
-                 Figure("models", f"genie press, p99{suffix}", float(np.percentile(t, 99)),
-                        "us", 200.0, note=note)]
-    if "genie_press_held" in res:
-        t = np.array(res["genie_press_held"]) * 1e6
-        figs += [Figure("models", f"genie press, 2 keys held, median{suffix}",
-                        float(np.median(t)), "us", 50.0, note=note),
-                 Figure("models", f"genie press, 2 keys held, p99{suffix}",
-                        float(np.percentile(t, 99)), "us", 200.0, note=note)]
-    if "genie_encoder_reply" in res:
-        t = np.array(res["genie_encoder_reply"]) * 1e3
-        figs += [Figure("models", f"genie copy-me buttons, 32-note reply, median{suffix}",
-                        float(np.median(t)), "ms", 20.0, note=note),
-                 Figure("models", f"genie copy-me buttons, 32-note reply, p99{suffix}",
-                        float(np.percentile(t, 99)), "ms", 20.0, note=note)]
+    pairs = (("genie_press", "genie press", 1e6, "us", (50.0, 200.0)),
+             ("genie_press_held", "genie press, 2 keys held", 1e6, "us", (50.0, 200.0)),
+             ("genie_encoder_reply", "genie copy-me buttons, 32-note reply", 1e3, "ms",
+              (20.0, 20.0)))
+    for key, name, scale, unit, (median_target, p99_target) in pairs:
+        if key in res:
+            t = np.array(res[key]) * scale
+            figs += [Figure("models", f"{name}, median{suffix}", float(np.median(t)), unit,
+                            median_target, note=note),
+                     Figure("models", f"{name}, p99{suffix}", float(np.percentile(t, 99)),
+                            unit, p99_target, note=note)]
     t = np.array(res["melody_reply"]) * 1e3
     figs += [Figure("models", f"melody prime 16 notes + 64 steps, median{suffix}",
                     float(np.median(t)), "ms", 10.0, note=note),

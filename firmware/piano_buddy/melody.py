@@ -14,6 +14,7 @@ primer: the first note is a downbeat, bars of 16 steps at the phrase's tempo).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -216,21 +217,10 @@ class MelodyModel:
         c = np.cumsum(p)
         return int(min(len(c) - 1, np.searchsorted(c, self.rng.random() * c[-1], "right")))
 
-    def continue_phrase(self, primer: Sequence[StepNote], steps: int,
-                        temperature: float = 1.0, primer_steps: int | None = None,
-                        bar: BarGrid | None = None) -> list[StepNote]:
-        """Reply to ``primer`` with ``steps`` 16th steps of melody (steps relative to the
-        primer's end). Never empty, never out of MIDI range, every note inside [0, steps);
-        ``steps`` is taken as at least 1 and at most MAX_REPLY_STEPS.
-
-        ``primer`` may overlap (made monophonic: a new note cuts the sounding one, highest
-        wins on the same step) and lie anywhere in MIDI: it is moved into the model's range
-        by octaves and the reply moved back. ``temperature`` <= 0 picks the argmax.
-        ``bar``: the primer's bar lines on its grid (default :func:`bar_grid` of the
-        primer); the reply continues them.
-        """
-        steps = min(MAX_REPLY_STEPS, max(1, int(steps)))
-        temperature = float(temperature) if temperature == temperature else 1.0
+    def _prepare(self, primer: Sequence[StepNote], primer_steps: int | None,
+                 bar: BarGrid | None) -> tuple[list[int], int, BarGrid, int]:
+        """The primer as the model reads it: (event tokens, the grid step of the first,
+        the bar grid, the octave shift into the model's range)."""
         notes = [StepNote(int(n[0]), int(n[1]), int(n[2])) for n in primer]
         if primer_steps is None:
             primer_steps = max((max(n.end, n.start + 1) for n in notes), default=0)
@@ -247,17 +237,63 @@ class MelodyModel:
         events = notes_to_events(notes, primer_steps)
         first = min(n.start for n in notes)
         cut = max(first, len(events) - MAX_PRIME_STEPS)  # no leading rest
-        events = events[cut:]
+        return events[cut:], cut, bar, shift
 
+    def prime(self, primer: Sequence[StepNote], primer_steps: int | None = None,
+              bar: BarGrid | None = None, score: bool = False) -> "Primed":
+        """Read the primer from a zero state (as :meth:`continue_phrase` does) and keep
+        where it left the model, so a reply can be sampled from it, more than once if need
+        be, without reading the phrase again. With ``score``, also the primer's mean
+        negative log-likelihood per step (nats): each token predicted from those before it,
+        how much the phrase sounds like what the model was trained on (the "auto" style
+        lets the model it suits best answer)."""
+        events, cut, bar, shift = self._prepare(primer, primer_steps, bar)
+        self.reset()
+        total, step, logits = 0.0, cut, None
+        for tok in events:
+            if score and logits is not None:
+                z = logits.astype(np.float64)
+                m = z.max()
+                total += m + np.log(np.exp(z - m).sum()) - z[tok]
+            step += 1
+            logits = self._step(tok, bar.position(step))
+        nll = total / max(1, len(events) - 1) if score else float("nan")
+        return Primed(logits, self._state, step, bar, shift, nll)
+
+    def phrase_nll(self, primer: Sequence[StepNote], primer_steps: int | None = None,
+                   bar: BarGrid | None = None) -> float:
+        """The primer's mean negative log-likelihood per step under this model (nats)."""
+        return self.prime(primer, primer_steps, bar, score=True).nll
+
+    def continue_phrase(self, primer: Sequence[StepNote], steps: int,
+                        temperature: float = 1.0, primer_steps: int | None = None,
+                        bar: BarGrid | None = None) -> list[StepNote]:
+        """Reply to ``primer`` with ``steps`` 16th steps of melody (steps relative to the
+        primer's end). Never empty, never out of MIDI range, every note inside [0, steps);
+        ``steps`` is taken as at least 1 and at most MAX_REPLY_STEPS.
+
+        ``primer`` may overlap (made monophonic: a new note cuts the sounding one, highest
+        wins on the same step) and lie anywhere in MIDI: it is moved into the model's range
+        by octaves and the reply moved back. ``temperature`` <= 0 picks the argmax.
+        ``bar``: the primer's bar lines on its grid (default :func:`bar_grid` of the
+        primer); the reply continues them.
+        """
+        return self.continue_primed(self.prime(primer, primer_steps, bar), steps, temperature)
+
+    def continue_primed(self, primed: "Primed", steps: int, temperature: float = 1.0
+                        ) -> list[StepNote]:
+        """:meth:`continue_phrase` from a :meth:`prime` of this model."""
+        steps = min(MAX_REPLY_STEPS, max(1, int(steps)))
+        temperature = float(temperature) if temperature == temperature else 1.0
         for attempt in range(_RESAMPLES + 1):
-            reply = self._generate(events, cut, bar, steps, temperature,
+            reply = self._generate(primed, steps, temperature,
                                    force_pitch=attempt == _RESAMPLES)
             out = events_to_notes(reply)
             if out:
                 break
         result = []
         for n in out:
-            pitch = n.pitch - shift
+            pitch = n.pitch - primed.shift
             while pitch < 0:
                 pitch += 12
             while pitch > 127:
@@ -265,15 +301,10 @@ class MelodyModel:
             result.append(StepNote(pitch, n.start, min(n.end, steps)))
         return result
 
-    def _generate(self, events: Sequence[int], first_step: int, bar: BarGrid, steps: int,
-                  temperature: float, force_pitch: bool) -> list[int]:
-        """Prime on ``events`` (the first at grid step ``first_step``), then sample."""
-        self.reset()
-        logits = None
-        step = first_step
-        for tok in events:
-            step += 1
-            logits = self._step(tok, bar.position(step))
+    def _generate(self, primed: "Primed", steps: int, temperature: float,
+                  force_pitch: bool) -> list[int]:
+        """Sample ``steps`` tokens from where :meth:`prime` left the model."""
+        self._state, logits, step, bar = primed.state, primed.logits, primed.step, primed.bar
         reply = []
         for t in range(steps):
             tok = self._sample(logits, temperature, pitch_only=force_pitch and t == 0)
@@ -282,3 +313,16 @@ class MelodyModel:
                 step += 1
                 logits = self._step(tok, bar.position(step))
         return reply
+
+
+@dataclass(frozen=True)
+class Primed:
+    """Where priming on a phrase left a :class:`MelodyModel`: the logits of the next step,
+    the LSTM state (a copy: the interpreter's outputs are copied out), the grid step, the
+    bar lines, the octave shift into the model's range, and the phrase's NLL if scored."""
+    logits: np.ndarray
+    state: np.ndarray
+    step: int
+    bar: BarGrid
+    shift: int
+    nll: float

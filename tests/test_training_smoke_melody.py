@@ -1,7 +1,8 @@
 """The melody training pipeline end to end on a tiny subset, so it cannot rot: parse three
 tunes per collection, fit the Markov baseline, train a few steps, check that stepping the
 exported state equals evaluating the whole sequence, convert in every scheme, write the
-model and fixture, then load the result in the firmware's runtime and sample a reply.
+model and fixture, then load the result in the firmware's runtime and sample a reply; then
+the style fine-tunes (``melody_styles``) from those weights, likewise.
 
 Also: the bar positions training reads from a score's measures against those the box
 gives the same notes played in seconds (a fixed phrase).
@@ -53,7 +54,23 @@ def test_melody_training_smoke_run(tmp_path):
     reply = MelodyModel(model, rng=np.random.default_rng(0)).continue_phrase(
         [StepNote(60, 0, 2), StepNote(64, 2, 4), StepNote(67, 4, 8)], 16)
     assert reply and all(0 <= n.start < n.end <= 16 for n in reply)
+    # the styles start from these weights: a few fine-tuning steps each, exported the same way
+    styles_before = {p.name: p.read_bytes() for p in (ROOT / "models_tflite").glob("melody-*")}
+    res = subprocess.run([str(TRAIN_PY), "-m", "models_tflite.training.melody_styles",
+                          "--smoke"], capture_output=True, text=True, timeout=900,
+                         cwd=ROOT, env=env)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-4000:]
+    styles = tmp_path / "build" / "melody" / "styles-smoke"
+    sref = np.load(styles / "melody_styles_reference.npz")
+    for style in ("dance", "airs", "chorale"):
+        assert f"styles: {style}: wrote" in res.stdout
+        path = styles / f"melody-{style}.tflite"
+        assert 0 < path.stat().st_size < 1 << 20
+        assert sref[f"{style}_golden_probs"].shape == (len(sref[f"{style}_golden_tokens"]), 39)
+        assert MelodyModel(path).continue_phrase([StepNote(60, 0, 2), StepNote(64, 2, 4)], 8)
     assert (committed.read_bytes() if committed.exists() else None) == before
+    assert {p.name: p.read_bytes() for p in (ROOT / "models_tflite").glob("melody-*")} == \
+        styles_before
 
 
 _POSITIONS = r"""

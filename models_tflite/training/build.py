@@ -1,10 +1,12 @@
-"""`make models`: both models from scratch: data -> melody -> genie -> export -> eval.
+"""`make models`: every model from scratch: data -> melody -> styles -> genie -> export -> eval.
 
 Each stage prints its own progress line (parsing, training steps with time left) and this
 driver prints a line per stage with the time so far. Parsed data is cached under build/
 (git-ignored), so a second run skips the parse. The stages write:
 
   models_tflite/melody.tflite, models_tflite/training/melody_reference.npz  (melody_train)
+  models_tflite/melody-{dance,airs,chorale}.tflite,
+  models_tflite/training/melody_styles_reference.npz                       (melody_styles)
   models_tflite/genie.tflite, models_tflite/genie_encoder.tflite,
   models_tflite/training/genie_reference.npz                               (genie_train)
 
@@ -62,6 +64,8 @@ def main(argv=None) -> int:
         print(melody_data.summary(data), flush=True)
         _stage("melody LSTM: Markov baseline, training, export, quantization", t0)
         _run_module("melody_train", *smoke)
+        _stage("melody styles: fine-tuned from the general model, export, quantization", t0)
+        _run_module("melody_styles", *smoke)
     if args.only in (None, "genie"):
         _stage("Piano Genie: data, autoencoder training, decoder export", t0)
         _run_module("genie_train", *smoke)

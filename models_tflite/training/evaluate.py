@@ -13,6 +13,9 @@ Melody (from models_tflite/melody.tflite, the parsed test split and the fixture)
     never saw (Essen folksongs: evaluation only), with the bar lines of the score, and
     once more with the bar lines as the box reads them (:func:`piano_buddy.phrase.bar_grid`);
   * empty replies.
+Styles (``style_rows``): each style model's test NLL against its own Markov baseline and
+against the general model, its in-key share, rhythm figures and size, and how often "auto"
+picks each style for each style's test primers.
 Genie: the rows of :func:`models_tflite.training.genie_train.evaluate`: test-split
 perplexities and contour, the random button walks of shared/notes/genie-behaviour.md with
 Magenta's figures beside ours (``genie_walks``), and the copy-me LEDs on 200 sampled AI
@@ -282,6 +285,71 @@ def unseen_rows(model_path: Path, src: str) -> list[dict]:
     return rows
 
 
+def style_rows() -> list[dict]:
+    """Per melody style (``melody_styles``): test NLL against its own Markov baseline and
+    against the general model on the same pieces, in-key share, rhythm figures and size;
+    then how often "auto" picks each style for each style's test primers."""
+    from piano_buddy.styles import AUTO, GENERAL, STYLES, load_styles
+    from . import common, markov, melody_data, melody_train as mt
+    from .melody_styles import STYLE_COLLECTIONS, style_splits
+    data = melody_data.load_melodies()
+    splits = melody_data.by_split(data["melodies"])
+    general = common.MODELS_DIR / mt.MODEL_NAME
+    rows, primers = [], {}
+    for style in STYLE_COLLECTIONS:
+        path = common.MODELS_DIR / STYLES[style].file
+        if not path.exists():
+            rows.append({"model": f"style {style}", "metric": "model file", "value": "missing",
+                         "target": "", "ok": False, "source": str(path)})
+            continue
+        sp = style_splits(splits, style)
+        seqs = {k: mt.token_arrays(v) for k, v in sp.items()}
+        test_pos = mt.position_arrays(sp["test"])
+        base, _ = markov.fit_best(seqs["train"], seqs["valid"])
+        markov_nll = base.nll(seqs["test"])
+        q_nll = mt.tflite_nll(path, seqs["test"], test_pos)
+        g_nll = mt.tflite_nll(general, seqs["test"], test_pos)
+        prim = primers_with_continuations(sp["test"])
+        primers[style] = prim
+        quality = melody_quality(path, [(p, st, g) for p, st, g, *_ in prim])
+        size = path.stat().st_size
+        label = f"style {style}"
+        rows += [
+            {"model": label, "metric": f"test NLL/step, Markov baseline (order {base.order}; "
+             f"{len(seqs['test'])} test tunes of {', '.join(STYLE_COLLECTIONS[style])})",
+             "value": markov_nll, "target": "", "ok": None, "source": "refitted"},
+            {"model": label, "metric": "test NLL/step, quantized style model", "value": q_nll,
+             "target": f"<= {0.9 * markov_nll:.4f} (10% under its Markov)",
+             "ok": q_nll <= 0.9 * markov_nll, "source": path.name},
+            {"model": label, "metric": "test NLL/step, the general model on the same tunes",
+             "value": g_nll, "target": "", "ok": None, "source": general.name},
+            {"model": label, "metric": f"in-key share, T=1.0, {len(prim)} test primers",
+             "value": quality["in_key"], "target": f">= {IN_KEY_TARGET}",
+             "ok": quality["in_key"] >= IN_KEY_TARGET, "source": path.name},
+            {"model": label, "metric": "empty replies", "value": quality["empty"],
+             "target": "0", "ok": quality["empty"] == 0, "source": path.name},
+            {"model": label, "metric": "model size (bytes)", "value": size,
+             "target": "< 1048576", "ok": size < 1 << 20, "source": path.name},
+        ]
+        rows += [dict(r, model=label) for r in rhythm_rows(f"test, {len(prim)}", path, prim,
+                                                           path.name)]
+    styled = load_styles(common.MODELS_DIR, AUTO)
+    if styled.style == AUTO:
+        for style, prim in primers.items():
+            picks = {}
+            for p, st, g, *_ in prim:
+                name = styled.choose(p, st, g)
+                picks[name] = picks.get(name, 0) + 1
+            share = picks.get(style, 0) / max(1, len(prim))
+            rows.append({"model": "style auto", "metric": f"{style} test primers answered by "
+                         f"{style} ({len(prim)}; others: "
+                         + ", ".join(f"{k} {v}" for k, v in sorted(picks.items())
+                                     if k != style) + ")",
+                         "value": share, "target": "", "ok": None,
+                         "source": f"{GENERAL} + styles"})
+    return rows
+
+
 def genie_rows() -> list[dict]:
     from . import genie_train
     return genie_train.evaluate()
@@ -309,10 +377,10 @@ def print_rows(rows: list[dict]) -> None:
 def main(argv=None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     ap = argparse.ArgumentParser(description="print the metric tables of the committed models")
-    ap.add_argument("--only", choices=("melody", "genie"), default=None)
+    ap.add_argument("--only", choices=("melody", "styles", "genie"), default=None)
     args = ap.parse_args(argv)
     rows, failed = [], []
-    for name, fn in (("melody", melody_rows), ("genie", genie_rows)):
+    for name, fn in (("melody", melody_rows), ("styles", style_rows), ("genie", genie_rows)):
         if args.only and args.only != name:
             continue
         try:

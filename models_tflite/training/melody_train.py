@@ -47,6 +47,7 @@ TRANSPOSE = (-5, 6)
 MAX_NLL_INCREASE = 0.02   # the quantized model may lose at most 2% test NLL
 REFERENCE_NAME = "melody_reference.npz"
 MODEL_NAME = "melody.tflite"
+WEIGHTS_NAME = "melody.weights.h5"  # in the work folder, for the style fine-tunes
 GOLDEN_STEPS = 48
 N_PRIMERS = 64
 PRIMER_STEPS = 32         # two 4/4 bars of the test melody: the player's phrase
@@ -386,6 +387,8 @@ def run(smoke: bool = False, steps: int | None = None, out_dir: Path | None = No
     model = build_model()
     sampler = WindowSampler(train_seqs, train_pos, window, rng)
     stats = train(model, sampler, steps, batch, LEARNING_RATE, max_minutes=max_minutes)
+    # the style models (melody_styles) are fine-tuned from these weights
+    model.save_weights(work / WEIGHTS_NAME)
     float_nll = sequence_nll(model, test_seqs, test_pos)
     valid_nll = sequence_nll(model, valid_seqs, valid_pos)
     print(f"melody: trained {stats['steps']} steps in {stats['seconds'] / 60:.1f} min; "

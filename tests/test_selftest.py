@@ -88,10 +88,10 @@ def test_selftest_passes_lights_each_led_and_plays_a_tone_per_button(alsa_captur
     person = Installer(factory, cfg)
     assert run_selftest(cfg, pin_factory=factory, out=person, manage_service=False) == 0
     text = person.text()
-    for check in ("pins", "genie model", "melody model", "audio device", "tones", "buttons",
-                  "volume knob"):
+    for check in ("pins", "genie model", "melody model", "melody styles", "audio device",
+                  "tones", "buttons", "volume knob"):
         assert f"[ok] {check}" in text
-    assert "7 passed, 0 failed" in text
+    assert "8 passed, 0 failed" in text
     assert "louder clockwise, quieter counter-clockwise" in text
     for led in cfg.panel.button_leds:                 # each LED went on and off
         assert [s.state for s in factory.pin(led).states][-2:] == [True, False]

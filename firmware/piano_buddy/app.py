@@ -144,6 +144,9 @@ class Box:
         self.genie, self.melody = models.genie, models.melody
         lines.append(f"models:   {models.folder}/genie.tflite, melody.tflite via "
                      f"{models.backend} ({(time.monotonic() - t0) * 1000:.0f} ms)")
+        styles = models.melody
+        lines.append(f"style:    {styles.style} (of {', '.join(styles.available)})"
+                     + "".join(f"; {s} left out: {why}" for s, why in styles.missing.items()))
 
         self.synth = assembly.build_synth(cfg)
         self._start_midi_and_recorder(lines)

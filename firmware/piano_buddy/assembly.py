@@ -24,7 +24,7 @@ def models_folder(cfg: Config) -> Path:
 @dataclass
 class Models:
     genie: object          # GenieDecoder: the buttons' keys
-    melody: object         # MelodyModel: the AI's replies
+    melody: object         # StyledMelody: the AI's replies, one MelodyModel per style
     encoder: object        # GenieEncoder: which buttons would play a reply (copy-me LEDs)
     planner: object        # a second GenieDecoder the encoder's buttons are checked through
     folder: Path
@@ -38,17 +38,18 @@ class Models:
 
 def load_models(cfg: Config, rng: np.random.Generator | None = None,
                 prefer: str | None = None) -> Models:
-    """Both models from the configured folder; :class:`~piano_buddy.errors.ModelError`
+    """Every model from the configured folder (a melody style's file may be missing: that
+    style is left out); :class:`~piano_buddy.errors.ModelError`
     names the file and what is wrong with it."""
     from .genie import GenieDecoder, GenieEncoder
-    from .melody import MelodyModel
+    from .styles import load_styles
     from .tflite import interpreter_class
 
     folder = models_folder(cfg)
     rng = rng if rng is not None else np.random.default_rng()
     threads = cfg.models.threads
     genie = GenieDecoder(folder / "genie.tflite", rng=rng, prefer=prefer, num_threads=threads)
-    melody = MelodyModel(folder / "melody.tflite", rng=rng, prefer=prefer, num_threads=threads)
+    melody = load_styles(folder, cfg.turns.style, rng=rng, prefer=prefer, num_threads=threads)
     encoder = GenieEncoder(folder / "genie_encoder.tflite", prefer=prefer)
     planner = GenieDecoder(folder / "genie.tflite", prefer=prefer)
     return Models(genie, melody, encoder, planner, folder, interpreter_class(prefer)[0])

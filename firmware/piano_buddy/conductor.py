@@ -38,11 +38,12 @@ from .held_notes import HeldNotes
 from .copy_game import GAME_QPM, HAPPY_CUE, TRY_AGAIN_CUE, CopyMeGame
 from .harmony import REPLY_ACCOMPANIMENT_TAG, Accompanist
 from .modes import (COPY_GAME_COMBO, CUE_QPM, CUE_VELOCITY, HARMONY_COMBO,
-                    SMALL_HANDS_COMBO, ComboWatcher, Creativity, LevelBar, active_buttons,
-                    cue_for, nearest_active)
+                    SMALL_HANDS_COMBO, STYLE_COMBO, ComboWatcher, Creativity, LevelBar,
+                    active_buttons, cue_for, nearest_active)
 from .outputs import Outputs, RecentNotes
 from .phrase import Note, StepNote, plan_reply, unquantize
 from .reply_timeline import ReplyTimeline
+from .styles import cue_and_lamps as style_cue_and_lamps
 from .synth import AI as AI_TAG, PLAYER as PLAYER_TAG
 from .thread_names import name_this_thread
 
@@ -124,7 +125,8 @@ class Conductor:
         self.small_hands = cfg.panel.small_hands
         self.active_buttons = active_buttons(self.small_hands)
         self.attract.lamps = self.active_buttons
-        self.combos = ComboWatcher([SMALL_HANDS_COMBO, COPY_GAME_COMBO, HARMONY_COMBO])
+        self.combos = ComboWatcher([SMALL_HANDS_COMBO, COPY_GAME_COMBO, HARMONY_COMBO,
+                                     STYLE_COMBO])
         self.harmony_on = cfg.harmony.enabled
         self.accompanist = Accompanist(synth, cfg.harmony.level, 60.0 / cfg.turns.fallback_qpm,
                                        self.sample_rate)
@@ -254,6 +256,8 @@ class Conductor:
             self._switch_game(now)
         elif fired == HARMONY_COMBO:
             self._switch_harmony(now)
+        elif fired == STYLE_COMBO:
+            self._switch_style(now)
         elif combo_due is not None:
             waits.append(combo_due)
         hold_due = self.held.next_deadline()
@@ -340,6 +344,23 @@ class Conductor:
         cue = cue_for(self.active_buttons, self.harmony_on)
         self._cue([p for p, _b in cue.notes], [b for _p, b in cue.notes], now)
 
+    # --- melody styles (styles.py) --------------------------------------------------------
+    def _switch_style(self, now: float) -> None:
+        """Buttons 2 and 7 held together: the next melody style, with its two-note cue and
+        then its lamp pattern (a melody model without styles ignores the combination)."""
+        cycle = getattr(self.melody, "cycle", None)
+        if cycle is None:
+            return
+        self._end_combination(now)
+        self._stats["mode_changes"] += 1
+        style = cycle()
+        cue, lamps = style_cue_and_lamps(style)
+        lamps = [b for b in lamps if b in self.active_buttons] or \
+            [nearest_active(lamps[0], self.active_buttons)]
+        log.info("melody style: %s", style)
+        self._cue(list(cue), [lamps[0], lamps[-1]], now)
+        self._then = lambda t: self.bar.show(lamps, t)
+
     def _sound_off(self, pitch: int) -> None:
         self.synth.note_off(pitch, PLAYER_TAG)
         self.outputs.note_off(pitch, False)
@@ -378,8 +399,9 @@ class Conductor:
         self._play_reply(steps, plan.qpm, self.cfg.panel.velocity, now,
                          harmony=self.harmony_on and self.cfg.harmony.reply)
         self._stats["replies"] += 1
-        log.info("AI answers %d notes at %.0f qpm over %.1f s", len(self.reply.notes),
-                 plan.qpm, self.reply.end - self.reply.notes[0].start)
+        log.info("AI answers %d notes at %.0f qpm over %.1f s (style %s)",
+                 len(self.reply.notes), plan.qpm, self.reply.end - self.reply.notes[0].start,
+                 getattr(self.melody, "answered_by", "-"))
 
     def _invite(self, now: float) -> None:
         """Attract mode's short quiet phrase, played and shown like a reply."""

@@ -16,6 +16,7 @@ from typing import Any, get_args, get_origin, get_type_hints
 
 from .encoding import NUM_BUTTONS, PIANO_HIGHEST, PIANO_LOWEST
 from .errors import ConfigError
+from .styles import CHOICES as STYLE_CHOICES, GENERAL as GENERAL_STYLE
 
 DEFAULT_PATH = Path("/etc/piano-buddy/config.toml")
 PIN_TABLE = Path(__file__).with_name("pins.toml")
@@ -67,6 +68,11 @@ class TurnsConfig:
     mode: str = _spec("duet", choices=("duet", "copy"),
                       help="duet: the AI answers; copy: the copy-me game (buttons 1 and 2 "
                            "held for 2 s switch it on the box)")
+    style: str = _spec(GENERAL_STYLE, choices=STYLE_CHOICES,
+                       help="how the AI answers: all (every tune), dance (Irish and American "
+                            "dance tunes), airs (Scottish airs and songs), chorale (Bach "
+                            "chorale melodies), auto (the style the phrase sounds most like); "
+                            "buttons 2 and 7 held for 2 s step through them")
     pause: float = _spec(0.8, lo=0.1, hi=10.0, help="seconds of silence that end the phrase")
     creativity_low: float = _spec(0.6, lo=0.2, hi=1.0,
                                   help="the least adventurous AI (button 8 held + the knob): "

@@ -15,6 +15,8 @@ Modes so far:
   switch it.
 * **harmony**: the AI accompanies the player (:mod:`piano_buddy.harmony`); buttons 7 and 8
   held together switch it (``harmony.enabled`` at start).
+* **melody style**: :mod:`piano_buddy.styles`; buttons 2 and 7 held together step to the next
+  style, confirmed by the style's own two-note cue and lamp pattern (``turns.style`` at start).
 * **copy me**: the game of :mod:`piano_buddy.copy_game`; buttons 1 and 2 held together start
   and stop it (``turns.mode = "copy"`` starts the box in it), and a long silence ends it.
 """
@@ -34,6 +36,7 @@ SMALL_HANDS_BUTTONS = (0, 2, 5, 7)
 SMALL_HANDS_COMBO = frozenset({0, NUM_BUTTONS - 1})
 COPY_GAME_COMBO = frozenset({0, 1})    # buttons 1 and 2: the copy-me game
 HARMONY_COMBO = frozenset({NUM_BUTTONS - 2, NUM_BUTTONS - 1})   # buttons 7 and 8
+STYLE_COMBO = frozenset({1, NUM_BUTTONS - 2})   # buttons 2 and 7: the next melody style
 CUE_PITCHES = (72, 76, 79, 84)         # C E G C: on rising, off falling
 CUE_QPM = 150.0                        # 16th notes of 0.1 s
 CUE_VELOCITY = 60

@@ -143,13 +143,16 @@ def _selftest(cfg: Config, pin_factory, open_sink, out, press_timeout: float) ->
     except Exception as exc:
         check("genie model", False, str(exc))
     try:
-        from .melody import MelodyModel
         from .phrase import StepNote
-        m = MelodyModel(models / "melody.tflite")
-        reply = m.continue_phrase([StepNote(60 + 2 * i, 2 * i, 2 * i + 2) for i in range(4)],
-                                  16)
-        check("melody model", bool(reply), f"{models / 'melody.tflite'}: "
-                                           f"a 4-note primer got {len(reply)} notes back")
+        from .styles import STYLES, load_styles
+        styled = load_styles(models, cfg.turns.style)
+        primer = [StepNote(60 + 2 * i, 2 * i, 2 * i + 2) for i in range(4)]
+        replies = {name: len(m.continue_phrase(primer, 16)) for name, m in styled.models.items()}
+        check("melody model", replies["all"] > 0, f"{models / 'melody.tflite'}: "
+                                                  f"a 4-note primer got {replies['all']} notes back")
+        check("melody styles", len(styled.models) == len(STYLES) and all(replies.values()),
+              ", ".join(f"{name}: {n} notes" for name, n in replies.items())
+              + "".join(f"; {name} left out: {why}" for name, why in styled.missing.items()))
     except Exception as exc:
         check("melody model", False, str(exc))
 

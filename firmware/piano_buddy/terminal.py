@@ -391,6 +391,8 @@ def render_view(box, audio_label: str, *, notes: NoteRows | None = None,
         "game     " + (f"copy me: watch the lamps, then play the {c.game.length} notes back "
                        f"({c.game.right} right so far; hold 1 and 2 for 2 s to stop)"
                        if c.game is not None else "duet (hold 1 and 2 for 2 s: copy me)"),
+        *([f"style    {c.melody.style}, last reply {c.melody.answered_by} "
+           "(hold 2 and 7 for 2 s: the next style)"] if hasattr(c.melody, "style") else []),
         "",
         f"you      {notes.text('player')}",
         f"AI       {notes.text('ai')}",

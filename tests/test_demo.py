@@ -6,6 +6,7 @@ import wave
 
 import mido
 import numpy as np
+import pytest
 
 
 def test_run_without_a_terminal_plays_the_demo_and_writes_the_duet(tmp_path, alsa_capture):
@@ -60,3 +61,25 @@ def test_the_harmony_demo_shows_the_accompaniment_in_a_third_colour(tmp_path):
     assert "AI accompaniment (harmony)" in labels
     _s, plain, _st = render_duet(Config())
     assert not [n for n in plain.notes if n[4] == HARMONY]
+
+
+@pytest.mark.slow
+def test_the_demo_plays_one_duet_per_style(tmp_path):
+    """`piano-buddy demo --styles`: the same scripted player, answered once in each melody
+    style (and by "auto"), into duet-<style>.*; the styles answer differently."""
+    from piano_buddy.styles import STYLE_ORDER
+
+    r = subprocess.run([sys.executable, "-m", "piano_buddy", "demo", "--styles", "--no-play",
+                        "--out", str(tmp_path)], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    ai = {}
+    for style in STYLE_ORDER:
+        for ext in (".wav", ".mid", ".png"):
+            assert (tmp_path / f"duet-{style}{ext}").stat().st_size > 0
+        mid = mido.MidiFile(tmp_path / f"duet-{style}.mid")
+        ai[style] = tuple(m.note for t in mid.tracks if t.name == "AI"
+                          for m in t if m.type == "note_on" and m.velocity)
+        assert len(ai[style]) >= 4
+        answered = "auto: " if style == "auto" else style
+        assert f"Piano Buddy demo (duet-{style})" in r.stdout and f"({answered}" in r.stdout
+    assert len({ai[s] for s in STYLE_ORDER if s != "auto"}) == len(STYLE_ORDER) - 1

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import ConfigError, ModelError, PianoBuddyError
+from .styles import CHOICES as STYLE_CHOICES
 
 EXIT_OK, EXIT_FAILURE, EXIT_CONFIG, EXIT_MODEL = 0, 1, 2, 3
 
@@ -61,6 +62,11 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=7,
                       help="random seed of the player and the AI (default: 7)")
     demo.add_argument("--no-play", action="store_true", help="do not play it through ALSA")
+    demo.add_argument("--style", choices=STYLE_CHOICES, default=None, metavar="NAME",
+                      help="the AI answers in this melody style: "
+                           f"{', '.join(STYLE_CHOICES)} (writes duet-NAME.*)")
+    demo.add_argument("--styles", action="store_true",
+                      help="the same duet once per melody style (duet-all.*, duet-dance.*, ...)")
     demo.add_argument("--harmony", action="store_true",
                       help="the AI accompanies the player too (writes duet-harmony.*)")
     sub.add_parser("check", parents=[common],
@@ -187,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         if command == "demo":
             from .demo import run_demo
             return run_demo(cfg, args.out, seed=args.seed, play=not args.no_play,
-                            harmony=args.harmony)
+                            harmony=args.harmony, style=args.style, every_style=args.styles)
         mode, why = getattr(args, "mode", "auto"), "chosen with --mode"
         if mode == "auto":
             from .panel import has_gpio

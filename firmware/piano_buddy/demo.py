@@ -6,6 +6,8 @@ renders faster than real time and the same seed gives the same duet. It writes
 ``duet.wav``, ``duet.mid`` and ``duet.png`` (a piano roll: player and AI in two colours),
 and plays the WAV through ALSA when there is a device. ``--harmony`` plays the same duet with
 the AI accompanying (harmony.py) into ``duet-harmony.*``, the accompaniment in a third colour.
+``--style NAME`` answers in one melody style (styles.py) into ``duet-NAME.*``; ``--styles``
+plays the same player's duet once per style.
 """
 
 from __future__ import annotations
@@ -163,8 +165,12 @@ def render_duet(cfg: Config, seed: int = 7):
     if isinstance(heard, AccompanimentLog):
         heard.finish(notes)
     end = synth.frame + int(0.3 * sr)
+    melody = models.melody
+    style = getattr(melody, "style", "all")
+    answered = sorted(getattr(melody, "answer_counts", {})) or [style]
     return (out[:min(end, len(out))], notes,
-            {**conductor.stats, "interrupt_times": interrupt_times})
+            {**conductor.stats, "interrupt_times": interrupt_times,
+             "style": style if style != "auto" else f"auto: {', '.join(answered)}"})
 
 
 def _edges(presses, origin):
@@ -253,32 +259,46 @@ def piano_roll_figure(notes, title: str = "Piano Buddy duet", interrupts=()):
 
 
 def run_demo(cfg: Config, out_dir: Path, seed: int = 7, play: bool = True,
-             harmony: bool = False) -> int:
+             harmony: bool = False, style: str | None = None, every_style: bool = False
+             ) -> int:
     """``piano-buddy demo``: render the duet, write the three files, play it if possible;
-    with ``harmony`` the AI accompanies (``duet-harmony.*``)."""
-    from .synth import write_wav
+    with ``harmony`` the AI accompanies (``duet-harmony.*``); with ``style`` the AI answers
+    in that melody style (``duet-<style>.*``); ``every_style`` plays the same player's duet
+    once per style (:data:`piano_buddy.styles.STYLE_ORDER`)."""
+    from .styles import STYLE_ORDER
 
     out_dir.mkdir(parents=True, exist_ok=True)
     cfg = dataclasses.replace(cfg, midi=dataclasses.replace(cfg.midi, enabled=False),
                               harmony=dataclasses.replace(cfg.harmony, enabled=harmony))
+    styles = STYLE_ORDER if every_style else (style,)
+    for s in styles:
+        name = "duet" + ("-harmony" if harmony else "") + (f"-{s}" if s else "")
+        run_cfg = cfg if s is None else dataclasses.replace(
+            cfg, turns=dataclasses.replace(cfg.turns, style=s))
+        _one_duet(run_cfg, out_dir, name, seed, play and len(styles) == 1)
+    return 0
+
+
+def _one_duet(cfg: Config, out_dir: Path, name: str, seed: int, play: bool) -> None:
+    from .synth import write_wav
+
     samples, notes, stats = render_duet(cfg, seed)
     sr = cfg.audio.sample_rate
-    name = "duet-harmony" if harmony else "duet"
     wav, mid, png = (out_dir / f"{name}{ext}" for ext in (".wav", ".mid", ".png"))
     write_wav(wav, samples, sr)
     write_midi(mid, notes.notes, cfg)
-    roll = write_piano_roll(png, notes.notes, interrupts=stats["interrupt_times"])
+    roll = write_piano_roll(png, notes.notes, interrupts=stats["interrupt_times"],
+                            title=f"Piano Buddy duet (style {stats['style']})")
     n_player = sum(1 for n in notes.notes if not n[4])
     n_harmony = sum(1 for n in notes.notes if n[4] == HARMONY)
     n_ai = len(notes.notes) - n_player - n_harmony
-    print(f"Piano Buddy demo: {n_player} player notes, {n_ai} AI notes, "
-          + (f"{n_harmony} accompaniment notes, " if harmony else "") +
-          f"{stats['replies']} replies, {stats['interrupts']} interrupt(s), "
-          f"{len(samples) / sr:.1f} s of audio")
+    print(f"Piano Buddy demo ({name}): {n_player} player notes, {n_ai} AI notes, "
+          + (f"{n_harmony} accompaniment notes, " if n_harmony else "") +
+          f"{stats['replies']} replies ({stats['style']}), {stats['interrupts']} "
+          f"interrupt(s), {len(samples) / sr:.1f} s of audio")
     print(f"  wrote {wav}, {mid}" + (f", {png}" if roll else " (no piano roll)"))
     if play:
         _play(cfg, samples)
-    return 0
 
 
 def _play(cfg: Config, samples: np.ndarray) -> None:

@@ -8,7 +8,9 @@
   (the encoder plus the note-by-note decoder check the box runs once per AI reply when it
   is planned), median and p99.
 * Melody: ``MelodyModel.continue_phrase`` on a 16-note primer (8th notes: 32 steps) plus 64
-  generated steps at T=1.0, median and p99 of the whole call.
+  generated steps at T=1.0, median and p99 of the whole call; the same for each melody
+  style's model and for "auto" (every style's model scores the phrase, the best answers),
+  through :class:`piano_buddy.styles.StyledMelody` as the box calls it.
 
 Measured in this venv (ai_edge_litert or tflite_runtime, whichever the loader picks) and,
 when .venv-tflr exists, again under tflite-runtime 2.14 in a subprocess. One interpreter
@@ -36,7 +38,7 @@ TFLR_PY = ROOT / ".venv-tflr" / "bin" / "python"
 
 def measure(quick: bool, prefer: str | None = None) -> dict:
     """{name: seconds list summary} for this process's interpreter."""
-    from piano_buddy.melody import MelodyModel, StepNote
+    from piano_buddy.melody import StepNote
     from piano_buddy.paths import model_path
     from piano_buddy.tflite import interpreter_class
 
@@ -85,18 +87,23 @@ def measure(quick: bool, prefer: str | None = None) -> dict:
             e.buttons_for(reply, check=planner)
             times.append(time.perf_counter() - a)
         out["genie_encoder_reply"] = times
-    m = MelodyModel(rng=np.random.default_rng(0), prefer=prefer)
+    from piano_buddy.paths import models_dir
+    from piano_buddy.styles import AUTO, load_styles
+    styled = load_styles(models_dir(), "all", rng=np.random.default_rng(0), prefer=prefer)
     primer = [StepNote(p, 2 * i, 2 * i + 2)
               for i, p in enumerate([60, 62, 64, 65, 67, 65, 64, 62,
                                      60, 64, 67, 72, 71, 67, 64, 62])]
-    for _ in range(5):
-        m.continue_phrase(primer, 64)
-    times = []
-    for _ in range(30 if quick else 300):
-        a = time.perf_counter()
-        m.continue_phrase(primer, 64, 1.0, primer_steps=32)
-        times.append(time.perf_counter() - a)
-    out["melody_reply"] = times
+    # the general model, each style's, and "auto" (every style's model scores the phrase)
+    for name in [*styled.models, *([AUTO] if len(styled.models) > 1 else [])]:
+        styled.set_style(name)
+        for _ in range(5):
+            styled.continue_phrase(primer, 64)
+        times = []
+        for _ in range(30 if quick else 300):
+            a = time.perf_counter()
+            styled.continue_phrase(primer, 64, 1.0, primer_steps=32)
+            times.append(time.perf_counter() - a)
+        out["melody_reply" if name == "all" else f"melody_reply_{name}"] = times
     return out
 
 
@@ -119,6 +126,13 @@ def _figures(res: dict, suffix: str) -> list[Figure]:
                     float(np.median(t)), "ms", 10.0, note=note),
              Figure("models", f"melody prime 16 notes + 64 steps, p99{suffix}",
                     float(np.percentile(t, 99)), "ms", 10.0, note=note)]
+    for key in sorted(k for k in res if k.startswith("melody_reply_")):
+        style = key[len("melody_reply_"):]
+        t = np.array(res[key]) * 1e3
+        figs += [Figure("models", f"melody reply, style {style}, median{suffix}",
+                        float(np.median(t)), "ms", 10.0, note=note),
+                 Figure("models", f"melody reply, style {style}, p99{suffix}",
+                        float(np.percentile(t, 99)), "ms", 10.0, note=note)]
     return figs
 
 

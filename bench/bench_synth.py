@@ -206,7 +206,7 @@ def run(quick: bool) -> list[Figure]:
     bank = build_wavetables(SR)
     build_ms = 1000 * (time.perf_counter() - t0)
     figures.append(Figure("synth", "wavetable memory", bank.nbytes / 2 ** 20, "MiB", target=8.0,
-                          note="88 keys x 3 bands x (fast, slow) + 30 strike bursts, (sample, slope) float32"))
+                          note="88 keys x 3 bands x (fast, slow) as (midpoint, slope) float32 pairs + 30 strike bursts as float32 samples, up to their end"))
     figures.append(Figure("synth", "wavetable build at start-up", build_ms, "ms"))
     if not quick:
         figures.append(Figure("synth", "worst pitch error A0-C8", _pitch_error_cents(), "cents",

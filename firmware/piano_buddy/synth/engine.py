@@ -7,8 +7,9 @@ the rare stage changes and commands); no locks (commands come through the lock-f
 ``CommandQueue``), no logging, no exceptions on a full queue. The box renders 64-frame
 blocks, 750 a second, so the number of calls counts as much as their work: ufuncs take
 their output positionally (the ``out=`` keyword costs ~0.3 us a call), every operand has
-the output's shape and dtype (a broadcast or a cast makes numpy buffer), and the views a
-full block needs are made once.
+the output's shape and dtype (a broadcast or a cast makes numpy buffer), the views a full
+block needs are made once, and the matrix products are ``np.dot`` into C-contiguous
+outputs (it calls BLAS directly; ``np.matmul`` costs ~0.4 us more a call at these sizes).
 
 How a block is made: commands are drained at the block's start; the block is then split at
 the frames of scheduled commands (``at_frame``) so the AI's notes start on their exact
@@ -156,6 +157,8 @@ class Synth:
         V = self.n_voices
         self._ws = np.zeros((2, 2 * mc, V), dtype=f32)
         self._ws_t = [self._ws[k].T for k in (0, 1)]
+        self._ws_parts = [(self._ws[k], self._ws[k, :mc], self._ws[k, mc:], self._ws[1 - k, :mc])
+                          for k in (0, 1)]
         self._ws_slot = 0
         self._strike_on = False
         self._level_strike = self._level_full[:, :, 0]            # levels, (mc, voices)
@@ -165,6 +168,8 @@ class Synth:
         self._zero = np.zeros((), dtype=f32)
         self._mix = np.zeros((F, mc), dtype=f32)
         self._w_t = [self._w[k].T for k in (0, 1)]
+        # per slot: (this slot's start gains, its change, the other slot's start gains)
+        self._w_parts = [(self._w[k, :mc], self._w[k, mc:], self._w[1 - k, :mc]) for k in (0, 1)]
         ph, m, i32, idx, offset, mask, pairs, y = self._full
         self._views = (ph, m, m.view(np.int32), i32, idx, offset, mask, pairs,
                        pairs.reshape(F, -1), self._weights[:, :, 1], y, self._ramp_full)
@@ -448,16 +453,15 @@ class Synth:
         #    every level 1 or 0 (an idle voice's gains are zero) that product is the gains.
         np.multiply(vb.gain2, row_decay, vb.gain2)
         slot = self._w_slot
-        w, w_next = self._w[slot], self._w[1 - slot]
-        mc = vb.gain2.shape[0]
+        w_start, w_change, w_next = self._w_parts[slot]
         if steady:
             np.copyto(self._w_end[1 - slot], self._gain_rows)
         else:                        # (a broadcast copy, then same-shape operands: no buffer)
             np.copyto(self._level_full, self._level_rows)
             np.multiply(self._gain_rows, self._level_full, self._w_end[1 - slot])
-        np.subtract(w_next[:mc], w[:mc], w[mc:])
+        np.subtract(w_next, w_start, w_change)
         if not full:                 # the change per frame (a full block's ramp has the 1/n)
-            np.multiply(w[mc:], 1.0 / n, w[mc:])
+            np.multiply(w_change, 1.0 / n, w_change)
         # 3. oscillators, laid out (frames, rows) and always all rows: every operand then
         #    has the same shape and layout, so numpy never allocates an iteration buffer,
         #    and the cost does not depend on how many keys are down. The phase of every
@@ -471,7 +475,7 @@ class Synth:
             ph, m, i32, idx, offset, mask, pairs, y = (a[:n] for a in self._full)
             m_bits, flat, frac = m.view(np.int32), pairs.reshape(n, -1), self._weights[:n, :, 1]
             ramp = self._ramp_part[:n]
-        np.matmul(self._ramp2[:n], vb.inc_phase, ph)
+        np.dot(self._ramp2[:n], vb.inc_phase, ph)
         np.add(ph, self._magic, m)
         np.bitwise_and(m_bits, mask, i32)
         np.add(i32, offset, i32)
@@ -482,13 +486,13 @@ class Synth:
         np.multiply(pairs, self._weights[:n] if not full else self._weights, pairs)
         # 4. mix: one matmul sums every row's sample and slope part with its gain at the
         #    segment's start and with its change; mix = start part + ramp x change part
-        np.matmul(flat, self._w_t[slot], y)
+        np.dot(flat, self._w_t[slot], y)
         if block_start + pos < vb.strike_until:
             self._strikes(n, full, steady, pos, y)
         elif self._strike_on:
             self._strike_on = False
         np.multiply(y, ramp, y)
-        np.matmul(y, self._sum_parts, mix)
+        np.dot(y, self._sum_parts, mix)
         # advance to the segment's end
         self._w_slot = 1 - slot
         phase = vb.inc_phase[1]
@@ -524,9 +528,8 @@ class Synth:
         segment of n frames, its gains fading and ramped as the table rows' are. Called
         only while a strike sounds."""
         vb = self.voices
-        mc = vb.strike_gain.shape[0]
         slot = self._ws_slot
-        ws, ws_next = self._ws[slot], self._ws[1 - slot]
+        ws, ws_start, ws_change, ws_next = self._ws_parts[slot]
         if not self._strike_on:
             # every earlier strike has ended (its samples are zeros): ramp from zero, as a
             # new note's level starts at zero
@@ -535,15 +538,17 @@ class Synth:
         gain = vb.strike_gain
         np.multiply(gain, vb.strike_d if full else math.exp(-vb.strike_rate * n), gain)
         if steady:
-            np.copyto(ws_next[:mc], gain)
+            np.copyto(ws_next, gain)
         else:
-            np.multiply(gain, self._level_strike, ws_next[:mc])
-        np.subtract(ws_next[:mc], ws[:mc], ws[mc:])
-        if not full:
-            np.multiply(ws[mc:], 1.0 / n, ws[mc:])
-        x, ys = self._s_x[:n], self._s_y[:n]
-        vb.strike_table.take(vb.strike_pos[:n], None, x, "clip")
-        np.matmul(x, self._ws_t[slot], ys)
+            np.multiply(gain, self._level_strike, ws_next)
+        np.subtract(ws_next, ws_start, ws_change)
+        if full:
+            x, ys, positions = self._s_x, self._s_y, vb.strike_pos
+        else:
+            np.multiply(ws_change, 1.0 / n, ws_change)
+            x, ys, positions = self._s_x[:n], self._s_y[:n], vb.strike_pos[:n]
+        vb.strike_table.take(positions, None, x, "clip")
+        np.dot(x, self._ws_t[slot], ys)
         np.add(y, ys, y)
         np.add(vb.strike_pos, n, vb.strike_pos)
         if pos == 0 and self.stats["blocks"] % vb.strike_clamp_every == 0:

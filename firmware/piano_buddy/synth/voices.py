@@ -7,8 +7,8 @@ every block, one exponential per row: the analysed rates), which gives the two-s
 towards silence, the mellowing, and the knock that dies in a few tens of ms. The strike is
 kept apart (``strike_*``): it plays its burst one sample per frame, so it needs no phase or
 interpolation, and it is silent ~75 ms after the note starts, so the renderer skips it
-altogether while no voice's strike is sounding (``strike_until``). Over all rows of a voice sits
-its level, whose stages are each one formula, ``level -> target + (level - target) *
+altogether while no voice's strike is sounding (``strike_until``). Over all rows of a voice
+sits its level, whose stages are each one formula, ``level -> target + (level - target) *
 exp(-n * rate)`` over a segment of n frames, evaluated for all voices with two numpy calls;
 a stage ends where the level crosses its bound, a frame the formula gives when the stage
 starts (``cross_at``), so the renderer finds stage ends with one comparison and handles them
@@ -44,9 +44,8 @@ _FADE_TARGET = -0.05
 class VoiceBank:
     """State of ``n`` voices. Table rows are grouped per voice: rows [v * R, (v + 1) * R)
     belong to voice v (R = ``timbre.TONE_ROWS``); voice v's strike is column v of the
-    ``strike_*`` arrays. New notes take
-    the lowest idle voice; ``highest_active`` (0 when all are idle) lets the renderer skip
-    silence.
+    ``strike_*`` arrays. New notes take the lowest idle voice; ``highest_active`` (0 when
+    all are idle) lets the renderer skip silence.
 
     What the renderer reads, all float32 so that no numpy call has to cast:
     ``e`` (level - target), ``target``, ``d_block`` (e's decay over one full block), ``level``
@@ -55,10 +54,10 @@ class VoiceBank:
     per frame; phase - 0.5], the right-hand side of the phase matmul), ``step`` (one block's
     phase advance) and ``size``; per voice ``strike_gain`` (amplitude x pan x its fade so
     far, per mix channel; it falls by ``strike_d`` per block, ``strike_rate`` per frame)
-    and, per frame of a block and voice,
-    ``strike_pos`` (the index in ``strike_table`` of that frame's burst sample, from the
-    next block on) and ``strike_end`` (where the burst's zeros start; the renderer clamps
-    the positions to it every few blocks, so a finished strike reads zeros). Each stage
+    and, per frame of the next segment and voice, ``strike_pos`` (the index in
+    ``strike_table`` of the burst sample that frame plays) and ``strike_end`` (where the
+    burst's zeros start; the renderer clamps the positions to it every few blocks, so a
+    finished strike reads zeros). Each stage
     knows in advance the frame at which it ends (``cross_at``, from its one formula), so
     the renderer looks for stage ends with one comparison (``next_cross``) instead of
     comparing every level every block."""

@@ -57,10 +57,9 @@ class VoiceBank:
     and, per frame of the next segment and voice, ``strike_pos`` (the index in
     ``strike_table`` of the burst sample that frame plays) and ``strike_end`` (where the
     burst's zeros start; the renderer clamps the positions to it every few blocks, so a
-    finished strike reads zeros). Each stage
-    knows in advance the frame at which it ends (``cross_at``, from its one formula), so
-    the renderer looks for stage ends with one comparison (``next_cross``) instead of
-    comparing every level every block."""
+    finished strike reads zeros). Each stage knows in advance the frame at which it ends
+    (``cross_at``, from its one formula), so the renderer looks for stage ends with one
+    comparison (``next_cross``) instead of comparing every level every block."""
 
     def __init__(self, n: int, bank: WavetableBank, channels: int, block_frames: int):
         self.n = n

@@ -8,10 +8,12 @@ process; wall time is in the note). On a shared machine the neighbours only ever
 so the headline is the least of the repeats and the median is in the note, with the load
 average and the ratio to a fixed numpy reference workload timed between the repeats (a
 ratio that moves less with the load than either time). The render cost does not depend on
-how many of the N voices sound (all seven oscillator rows of every voice are always
-computed, see engine.py), except that a block in which no voice changes level (all held or
-idle) skips the envelope step: "re-struck every 50 ms" is the busy case, every voice fading,
-striking and ringing. numpy's OpenBLAS is used only for small matmuls per block.
+how many of the N voices sound (all six table rows of every voice are always computed, see
+engine.py), except that a block in which no voice changes level (all held or idle) skips
+the envelope step, and the strike stage runs only in the ~75 ms after a note starts: the
+held figures are timed after their strikes have ended, so "re-struck every 50 ms" is the
+busy case, every voice fading, striking and ringing. numpy's OpenBLAS is used only for
+small matrix products per block.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ def _held_synth(voices: int, block: int = BLOCK, **kwargs):
                   max_hold_s=None, **kwargs)
     for i in range(voices):
         synth.note_on(21 + (i * 87) // max(1, voices - 1), 127)
-    for _ in range(20):
+    for _ in range(max(20, int(0.1 * SR) // block + 1)):    # (past the strikes: 75 ms)
         synth.render()
     return synth
 
@@ -206,7 +208,7 @@ def run(quick: bool) -> list[Figure]:
     bank = build_wavetables(SR)
     build_ms = 1000 * (time.perf_counter() - t0)
     figures.append(Figure("synth", "wavetable memory", bank.nbytes / 2 ** 20, "MiB", target=8.0,
-                          note="88 keys x 3 bands x (fast, slow) + 30 strike bursts, (sample, slope) float32"))
+                          note="88 keys x 3 bands x (fast, slow) as (midpoint, slope) float32 pairs + 30 strike bursts as float32 samples, up to their end"))
     figures.append(Figure("synth", "wavetable build at start-up", build_ms, "ms"))
     if not quick:
         figures.append(Figure("synth", "worst pitch error A0-C8", _pitch_error_cents(), "cents",

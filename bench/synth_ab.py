@@ -28,7 +28,7 @@ def _held(module, block: int):
                          max_hold_s=None, reverb=True)
     for i in range(16):
         synth.note_on(21 + (i * 87) // 15, 127)
-    for _ in range(20):
+    for _ in range(max(20, int(0.1 * SR) // block + 1)):    # (past the strikes: 75 ms)
         synth.render()
     return synth
 

@@ -26,11 +26,10 @@ def steady_tone(synth):
     has a spectral width of its own, wider than a +-10 Hz band at 20-60 dB/s) and its treble
     decays towards 16-bit rounding within a second, so the tables' band-limiting (what
     aliasing would spoil) is measured on this steady copy. Returns the synth."""
-    from piano_buddy.synth.timbre import ROWS_PER_VOICE, STRIKE_ROW
     synth.render()
     synth.voices.row_rate[:] = 0.0
     synth.voices.row_d2[:] = 1.0
-    synth.voices.gain2[:, STRIKE_ROW::ROWS_PER_VOICE] = 0.0
+    synth.voices.strike_gain[:] = 0.0
     return synth
 
 

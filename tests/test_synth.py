@@ -297,6 +297,43 @@ def without_partials(synth: Synth) -> Synth:
     return synth
 
 
+def _knocks(notes, frames: int) -> tuple[np.ndarray, Synth]:
+    """The strike noise alone (partials muted, no room) of ``notes`` = (pitch, velocity,
+    start frame, end frame), mono, as float samples before the int16 rounding."""
+    synth = without_partials(Synth(voices=4, channels=1, block_frames=64))
+    synth.output.float_out = np.zeros((64, 1), dtype=np.float32)
+    for pitch, velocity, on, off in notes:
+        synth.note_on(pitch, velocity, at_frame=on)
+        synth.note_off(pitch, at_frame=off)
+    out = []
+    for _ in range(frames // 64):
+        synth.render()
+        out.append(synth.output.float_out[:, 0].astype(np.float64))
+    assert synth.output.comp_gain_db == 0.0 and synth.output.limiter_gain == 1.0, \
+        "the output stage must be linear here: the knocks are summed below"
+    return np.concatenate(out), synth
+
+
+@pytest.mark.parametrize("others", [[(52, 80, 20000, 40000)], []],
+                         ids=["while-a-strike-sounds", "after-every-strike-ended"])
+def test_a_knock_is_the_same_whenever_it_is_struck(others):
+    """The strike stage runs only while a strike sounds (engine._strikes), and a voice
+    keeps what its last strike left in the weights. A knock struck on a voice whose earlier
+    note has ended - while another key's knock sounds, or after every strike has ended and
+    the stage has rested - is the knock struck alone on a fresh synth at the same frame
+    (the sum of each note alone, within what splitting a block at a strike's frame changes
+    in the other's gain ramp, under 0.1 %)."""
+    frames = 64 * 700
+    earlier = (40, 70, 130, 6000)       # voice 0: released, idle at ~20700
+    knock = (64, 90, 21537, 40000)      # (off the block grid) takes voice 0 again
+    both, synth = _knocks([earlier, knock] + others, frames)
+    assert int(np.flatnonzero(synth.voices.pitch == 64)[0]) == 0, "the knock reuses voice 0"
+    alone = sum(_knocks([note], frames)[0] for note in [earlier, knock] + others)
+    assert np.max(np.abs(_knocks([knock], frames)[0])) > 50, "the knock is heard"
+    assert np.max(np.abs(both - alone)) < 2e-3 * np.max(np.abs(alone)), \
+        "a knock depends on when it was struck"
+
+
 def test_a_key_pressed_again_during_its_release_starts_at_once():
     synth = Synth(voices=4)
     synth.note_on(60, 100, stamp=1.0)

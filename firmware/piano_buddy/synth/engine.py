@@ -7,8 +7,9 @@ the rare stage changes and commands); no locks (commands come through the lock-f
 ``CommandQueue``), no logging, no exceptions on a full queue. The box renders 64-frame
 blocks, 750 a second, so the number of calls counts as much as their work: ufuncs take
 their output positionally (the ``out=`` keyword costs ~0.3 us a call), every operand has
-the output's shape and dtype (a broadcast or a cast makes numpy buffer), and the views a
-full block needs are made once.
+the output's shape and dtype (a broadcast or a cast makes numpy buffer), the views a full
+block needs are made once, and the matrix products are ``np.dot`` into C-contiguous
+outputs (it calls BLAS directly; ``np.matmul`` costs ~0.4 us more a call at these sizes).
 
 How a block is made: commands are drained at the block's start; the block is then split at
 the frames of scheduled commands (``at_frame``) so the AI's notes start on their exact
@@ -21,10 +22,15 @@ sample, and each piece ("segment") is rendered by ``_render_segment``:
 3. oscillators: table phase for every frame and row from one matmul, rounded to the table
    index with a magic constant (no float-to-int conversion), then one gather of
    interleaved (midpoint, slope) pairs weighted by [1, fraction - 0.5], always over all
-   rows, so every operand has the same shape and the cost is the same whether one key or
-   sixteen are down;
+   table rows, so every operand has the same shape and the cost is the same whether one
+   key or sixteen are down;
 4. mix: ``pairs @ W^T`` sums all rows' samples and slope parts with their gains and gain
    changes in one BLAS call; the per-sample gain ramp is one multiply and a tiny matmul.
+5. strikes, only while one sounds (the first ~75 ms of a note; after that its burst is
+   zeros): one gather of every voice's next burst samples (a burst plays one sample per
+   frame: no phase, no interpolation) and one small matmul with their gains, added before
+   the ramp. Held notes then cost their table rows alone; the worst case, a strike always
+   sounding, costs about what it did when the strike was a table row.
 The room (``reverb.Reverb``, when enabled), then the volume knob, compressor, limiter and
 the int16 conversion follow (``limiter.OutputStage``).
 """
@@ -146,9 +152,24 @@ class Synth:
                       np.zeros((F, rows, 2), dtype=f32),          # (sample, slope) pairs
                       np.zeros((F, 2 * mc), dtype=f32))           # mixed: gain, change parts
         self._tiny = np.zeros((mc, rows, 2), dtype=bool)
+        # the strike stage: its own ring of weights (gain at the start; change), the frame
+        # offsets of a block, the gathered samples and their mix
+        V = self.n_voices
+        self._ws = np.zeros((2, 2 * mc, V), dtype=f32)
+        self._ws_t = [self._ws[k].T for k in (0, 1)]
+        self._ws_parts = [(self._ws[k], self._ws[k, :mc], self._ws[k, mc:], self._ws[1 - k, :mc])
+                          for k in (0, 1)]
+        self._ws_slot = 0
+        self._strike_on = False
+        self._level_strike = self._level_full[:, :, 0]            # levels, (mc, voices)
+        self._s_x = np.zeros((F, V), dtype=f32)
+        self._s_y = np.zeros((F, 2 * mc), dtype=f32)
+        self._tiny_strike = np.zeros((mc, V), dtype=bool)
         self._zero = np.zeros((), dtype=f32)
         self._mix = np.zeros((F, mc), dtype=f32)
         self._w_t = [self._w[k].T for k in (0, 1)]
+        # per slot: (this slot's start gains, its change, the other slot's start gains)
+        self._w_parts = [(self._w[k, :mc], self._w[k, mc:], self._w[1 - k, :mc]) for k in (0, 1)]
         ph, m, i32, idx, offset, mask, pairs, y = self._full
         self._views = (ph, m, m.view(np.int32), i32, idx, offset, mask, pairs,
                        pairs.reshape(F, -1), self._weights[:, :, 1], y, self._ramp_full)
@@ -377,6 +398,7 @@ class Synth:
     def _start(self, v: int, note: tuple, frame: int) -> None:
         pitch, velocity, tag, stamp = note
         self.voices.start(v, pitch, velocity, tag, frame)
+        self._ws[self._ws_slot, :, v] = 0.0   # (its strike ramps from zero, as its level)
         self.output.strikes += 1              # (the compressor may follow a new strike)
         i = self._started_count % STARTED_RING
         self._started_stamp[i] = np.nan if stamp is None else stamp
@@ -431,16 +453,15 @@ class Synth:
         #    every level 1 or 0 (an idle voice's gains are zero) that product is the gains.
         np.multiply(vb.gain2, row_decay, vb.gain2)
         slot = self._w_slot
-        w, w_next = self._w[slot], self._w[1 - slot]
-        mc = vb.gain2.shape[0]
+        w_start, w_change, w_next = self._w_parts[slot]
         if steady:
             np.copyto(self._w_end[1 - slot], self._gain_rows)
         else:                        # (a broadcast copy, then same-shape operands: no buffer)
             np.copyto(self._level_full, self._level_rows)
             np.multiply(self._gain_rows, self._level_full, self._w_end[1 - slot])
-        np.subtract(w_next[:mc], w[:mc], w[mc:])
+        np.subtract(w_next, w_start, w_change)
         if not full:                 # the change per frame (a full block's ramp has the 1/n)
-            np.multiply(w[mc:], 1.0 / n, w[mc:])
+            np.multiply(w_change, 1.0 / n, w_change)
         # 3. oscillators, laid out (frames, rows) and always all rows: every operand then
         #    has the same shape and layout, so numpy never allocates an iteration buffer,
         #    and the cost does not depend on how many keys are down. The phase of every
@@ -454,20 +475,24 @@ class Synth:
             ph, m, i32, idx, offset, mask, pairs, y = (a[:n] for a in self._full)
             m_bits, flat, frac = m.view(np.int32), pairs.reshape(n, -1), self._weights[:n, :, 1]
             ramp = self._ramp_part[:n]
-        np.matmul(self._ramp2[:n], vb.inc_phase, ph)
+        np.dot(self._ramp2[:n], vb.inc_phase, ph)
         np.add(ph, self._magic, m)
         np.bitwise_and(m_bits, mask, i32)
         np.add(i32, offset, i32)
         np.copyto(idx, i32)
-        np.subtract(m, self._magic, m)
+        np.rint(ph, m)                                   # (= m - magic, bit for bit)
         np.subtract(ph, m, frac)
         self.bank.table.take(idx, 0, pairs, "clip")      # (mode "raise" would copy)
         np.multiply(pairs, self._weights[:n] if not full else self._weights, pairs)
         # 4. mix: one matmul sums every row's sample and slope part with its gain at the
         #    segment's start and with its change; mix = start part + ramp x change part
-        np.matmul(flat, self._w_t[slot], y)
+        np.dot(flat, self._w_t[slot], y)
+        if block_start + pos < vb.strike_until:
+            self._strikes(n, full, steady, pos, y)
+        elif self._strike_on:
+            self._strike_on = False
         np.multiply(y, ramp, y)
-        np.matmul(y, self._sum_parts, mix)
+        np.dot(y, self._sum_parts, mix)
         # advance to the segment's end
         self._w_slot = 1 - slot
         phase = vb.inc_phase[1]
@@ -484,6 +509,8 @@ class Synth:
             if blocks % _FLUSH_EVERY == 0:
                 np.less(vb.gain2, _TINY, out=self._tiny)  # a long-decayed row is silence
                 np.copyto(vb.gain2, self._zero, where=self._tiny)
+                np.less(vb.strike_gain, _TINY, out=self._tiny_strike)
+                np.copyto(vb.strike_gain, self._zero, where=self._tiny_strike)
         if starts:
             for v in starts:
                 note = vb.pending_note[v]
@@ -495,3 +522,35 @@ class Synth:
             vb.refresh_highest_active()
         elif ended:
             vb.refresh_highest_active()
+
+    def _strikes(self, n: int, full: bool, steady: bool, pos: int, y: np.ndarray) -> None:
+        """Add every voice's strike burst to ``y`` (the mix's start and change parts) for a
+        segment of n frames, its gains fading and ramped as the table rows' are. Called
+        only while a strike sounds."""
+        vb = self.voices
+        slot = self._ws_slot
+        ws, ws_start, ws_change, ws_next = self._ws_parts[slot]
+        if not self._strike_on:
+            # every earlier strike has ended (its samples are zeros): ramp from zero, as a
+            # new note's level starts at zero
+            self._strike_on = True
+            ws.fill(0.0)
+        gain = vb.strike_gain
+        np.multiply(gain, vb.strike_d if full else math.exp(-vb.strike_rate * n), gain)
+        if steady:
+            np.copyto(ws_next, gain)
+        else:
+            np.multiply(gain, self._level_strike, ws_next)
+        np.subtract(ws_next, ws_start, ws_change)
+        if full:
+            x, ys, positions = self._s_x, self._s_y, vb.strike_pos
+        else:
+            np.multiply(ws_change, 1.0 / n, ws_change)
+            x, ys, positions = self._s_x[:n], self._s_y[:n], vb.strike_pos[:n]
+        vb.strike_table.take(positions, None, x, "clip")
+        np.dot(x, self._ws_t[slot], ys)
+        np.add(y, ys, y)
+        np.add(vb.strike_pos, n, vb.strike_pos)
+        if pos == 0 and self.stats["blocks"] % vb.strike_clamp_every == 0:
+            np.minimum(vb.strike_pos, vb.strike_end, out=vb.strike_pos)   # (a burst's zeros)
+        self._ws_slot = 1 - slot

@@ -77,6 +77,11 @@ class Reverb:
         # mix = [taps; dry].T @ [wet gain x out_unit (both taps); identity]
         self._out_unit = np.vstack([out_unit, out_unit])
         self._out = np.vstack([self._out_unit, np.eye(mc, dtype=np.float32)])
+        # the views a whole chunk needs, made once: (read indices, write indices) per
+        # position of the head, and the scratch's taps, dry rows and their transposes
+        self._cycle_idx = ([(self._read_idx[k], self._write_idx[k]) for k in range(self._cycle)]
+                           if self._cycle else [])
+        self._views = {m: (sc[6][:2 * n], sc[6][2 * n:], sc[6].T) for m, sc in self._scratch.items()}
         self._pos = 0
         self._gain = 0.6 * self.amount
         self._tail = 1.0             # 1 while voices sound; fades once they have all ended
@@ -119,10 +124,9 @@ class Reverb:
 
     def _chunk(self, mix: np.ndarray, n: int) -> None:
         ridx, rel_read, rbase, widx, rel_write, wbase, y, z = self._scratch[n]
-        taps = 2 * self.n_lines
+        taps, dry, y_t = self._views[n]
         if self._cycle and n == self.chunk and self._pos % self.chunk == 0:
-            k = self._pos // self.chunk
-            read, write = self._read_idx[k], self._write_idx[k]
+            read, write = self._cycle_idx[self._pos // self.chunk]
         else:
             read, write = ridx, widx
             for idx, rel, base in ((ridx, rel_read, rbase), (widx, rel_write, wbase)):
@@ -131,10 +135,10 @@ class Reverb:
                 np.add(idx, base, idx)
         # both taps of every line for this chunk (written at least one chunk ago), and the
         # dry mix (before the room is added to it)
-        self._buf.take(read, None, y[:taps], "clip")        # (mode "raise" copies)
-        np.copyto(y[taps:], mix.T)
-        np.matmul(self._h, y, z)
+        self._buf.take(read, None, taps, "clip")            # (mode "raise" copies)
+        np.copyto(dry, mix.T)
+        np.dot(self._h, y, z)
         self._buf.put(write, z, "clip")
         # out: dry + left = lines 0 + 1, right = lines 2 + 3, times the wet gain
-        np.matmul(y.T, self._out, mix)
+        np.dot(y_t, self._out, mix)
         self._pos = (self._pos + n) % self._size

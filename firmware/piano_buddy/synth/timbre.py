@@ -43,8 +43,10 @@ UNISON_CENTS = ((0.4, 2.0), (1.0, 6.0), (1.0, 6.0))
 COMPONENTS = ("fast", "slow")
 ROWS_PER_VOICE = 2 * len(BANDS) + 1    # (fast, slow) per band, then the strike
 STRIKE_ROW = ROWS_PER_VOICE - 1
-STRIKE_SIZE = 8192                     # samples of strike noise (170 ms at 48 kHz; it ends at 75 ms)
-STRIKE_FADE_DB = 100.0                 # the strike row is this far down when its table wraps
+TONE_ROWS = STRIKE_ROW                 # the interpolated table rows of a voice (no strike)
+STRIKE_SIZE = 8192                     # samples of noise a burst is shaped from (it ends at 75 ms)
+STRIKE_FADE_DB = 100.0                 # the strike's gain falls this much per STRIKE_SIZE frames
+                                       # (its burst is made up for it: the knock's shape)
 STRIKE_ONSET_S = 0.0025                # the knock builds up over this (a felt hammer, no click)
 STRIKE_HOLD_S = 0.035                  # ... rings with the key's decay until here ...
 STRIKE_END_S = 0.075                   # ... and has faded out completely here

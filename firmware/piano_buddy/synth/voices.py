@@ -1,11 +1,14 @@
 """The voices: per-voice state as arrays (so the renderer can work on all voices at once),
 the envelope stages, and the policy that picks a voice for a new note.
 
-A voice plays ``timbre.ROWS_PER_VOICE`` oscillator rows: the fast and slow component of each
-band of partials, and the strike noise. Each row decays on its own (its ``gain`` times
-``row_d`` every block, one exponential per row: the analysed rates), which gives the two-stage decay towards silence,
-the mellowing, and the knock that dies in a few tens of ms. Over all rows of a voice sits
-its level, whose stages are each one formula, ``level -> target + (level - target) *
+A voice plays ``timbre.TONE_ROWS`` table rows, the fast and slow component of each band of
+partials, and the strike noise. Each row decays on its own (its ``gain`` times ``row_d``
+every block, one exponential per row: the analysed rates), which gives the two-stage decay
+towards silence, the mellowing, and the knock that dies in a few tens of ms. The strike is
+kept apart (``strike_*``): it plays its burst one sample per frame, so it needs no phase or
+interpolation, and it is silent ~75 ms after the note starts, so the renderer skips it
+altogether while no voice's strike is sounding (``strike_until``). Over all rows of a voice
+sits its level, whose stages are each one formula, ``level -> target + (level - target) *
 exp(-n * rate)`` over a segment of n frames, evaluated for all voices with two numpy calls;
 a stage ends where the level crosses its bound, a frame the formula gives when the stage
 starts (``cross_at``), so the renderer finds stage ends with one comparison and handles them
@@ -39,24 +42,28 @@ _FADE_TARGET = -0.05
 
 
 class VoiceBank:
-    """State of ``n`` voices. Oscillator rows are grouped per voice: rows
-    [v * R, (v + 1) * R) belong to voice v (R = ``timbre.ROWS_PER_VOICE``). New notes take
-    the lowest idle voice; ``highest_active`` (0 when all are idle) lets the renderer skip
-    silence.
+    """State of ``n`` voices. Table rows are grouped per voice: rows [v * R, (v + 1) * R)
+    belong to voice v (R = ``timbre.TONE_ROWS``); voice v's strike is column v of the
+    ``strike_*`` arrays. New notes take the lowest idle voice; ``highest_active`` (0 when
+    all are idle) lets the renderer skip silence.
 
     What the renderer reads, all float32 so that no numpy call has to cast:
     ``e`` (level - target), ``target``, ``d_block`` (e's decay over one full block), ``level``
     (at the last segment's end); per row ``gain`` (amplitude x pan x the row's own decay so
     far, per mix channel), ``row_d`` (its decay over one block), ``inc_phase`` ([table samples
     per frame; phase - 0.5], the right-hand side of the phase matmul), ``step`` (one block's
-    phase advance) and ``size``. Each stage knows in advance the frame at which it ends
+    phase advance) and ``size``; per voice ``strike_gain`` (amplitude x pan x its fade so
+    far, per mix channel; it falls by ``strike_d`` per block, ``strike_rate`` per frame)
+    and, per frame of the next segment and voice, ``strike_pos`` (the index in
+    ``strike_table`` of the burst sample that frame plays) and ``strike_end`` (where the
+    burst's zeros start; the renderer clamps the positions to it every few blocks, so a
+    finished strike reads zeros). Each stage knows in advance the frame at which it ends
     (``cross_at``, from its one formula), so the renderer looks for stage ends with one
     comparison (``next_cross``) instead of comparing every level every block."""
 
     def __init__(self, n: int, bank: WavetableBank, channels: int, block_frames: int):
         self.n = n
-        self.bank = bank
-        self.rows_per_voice = R = timbre.ROWS_PER_VOICE
+        self.rows_per_voice = R = timbre.TONE_ROWS
         rows = n * R
         self.fs = fs = bank.sample_rate
         f32 = np.float32
@@ -90,32 +97,81 @@ class VoiceBank:
         # oscillators
         self.inc_phase = np.zeros((2, rows), dtype=f32)  # [inc; phase - 0.5] for the matmul
         self.step = np.zeros(rows, dtype=f32)            # inc * block_frames
-        self.size = np.full(rows, float(timbre.STRIKE_SIZE), dtype=f32)
+        self.size = np.full(rows, float(max(timbre.BAND_TABLE_SIZE)), dtype=f32)
         # table start and mask, repeated for every frame of a block (same-shape operands:
         # numpy then needs no iteration buffer)
         # (int32: the renderer wraps and offsets the index in int32, then widens it once)
         self.offset_frames = np.zeros((block_frames, rows), dtype=np.int32)
-        self.mask_frames = np.full((block_frames, rows), timbre.STRIKE_SIZE - 1, dtype=np.int32)
+        self.mask_frames = np.full((block_frames, rows), max(timbre.BAND_TABLE_SIZE) - 1,
+                                   dtype=np.int32)
         self._block_frames = block_frames
+        self.strike_gain = np.zeros((mix_channels, n), dtype=f32)
+        self.strike_pos = np.zeros((block_frames, n), dtype=np.intp)
+        self.strike_end = np.zeros((block_frames, n), dtype=np.intp)
+        self.strike_until = 0                             # frame: no strike sounds from here
+        self._frames = np.arange(block_frames, dtype=np.intp)
+        self._channels = channels
+        self.strike_clamp_every = max(1, 256 // block_frames)
+        self.bank = bank
         # a note waiting for its voice to finish fading (stolen or re-struck voice)
         self.pending = np.zeros(n, dtype=bool)
         self.pending_note = [None] * n                   # (pitch, velocity, tag, stamp)
         self._orders = 0
         self.highest_active = 0                           # voices [0, highest_active) may sound
+
+    @property
+    def bank(self) -> WavetableBank:
+        return self._bank
+
+    @bank.setter
+    def bank(self, bank: WavetableBank) -> None:
+        """The tables and per-key constants notes start from (the tests mute rows with a
+        changed copy of the bank; it applies to notes started after)."""
+        self._bank = bank
+        fs = bank.sample_rate
+        f32 = np.float32
+        R = self.rows_per_voice
+        S = timbre.STRIKE_ROW
+        # the strike: every burst, then a block of zeros, so that a block read from anywhere
+        # up to a burst's end stays within its own row (one gather, no wrap)
+        burst = bank.strike.shape[1]
+        # (positions run on for up to strike_clamp_every blocks after the burst's end
+        # before they are clamped: the zeros after each burst cover that and one block)
+        self._strike_row = row = burst + (self.strike_clamp_every + 1) * self._block_frames
+        table = np.zeros((bank.strike.shape[0], row), dtype=f32)
+        table[:, :burst] = bank.strike
+        self.strike_table = table.reshape(-1)
+        self._strike_frames = burst                       # a strike sounds this long
+        self._strike_start = bank.row_offset[:, S] * row
+        self.strike_rate = rate = float(bank.row_rate[0, S]) / fs   # (the same for every key)
+        self.strike_d = float(np.float32(math.exp(-rate * self._block_frames)))
         # per-key constants, looked up at note start
         keys = np.arange(timbre.LOWEST_PITCH, timbre.HIGHEST_PITCH + 1)
         self._release_rate = 1.0 / (bank.release_s * fs)
-        strike = np.zeros(R, dtype=bool)
-        strike[timbre.STRIKE_ROW] = True
-        self._inc = np.where(strike, bank.row_ratio,
-                             bank.row_size * timbre.pitch_hz(keys)[:, None] * bank.row_ratio / fs)
-        self._row_rate = bank.row_rate / fs
+        tone = slice(0, R)
+        self._inc = (bank.row_size * timbre.pitch_hz(keys)[:, None] * bank.row_ratio / fs)[:, tone]
+        self._row_rate = bank.row_rate[:, tone] / fs
         left, right = timbre.pan_gains(keys)
-        self._pan = (np.vstack([left, right]) if channels > 1
+        self._pan = (np.vstack([left, right]) if self._channels > 1
                      else np.full((1, len(keys)), 1.0 / math.sqrt(2.0)))
         self._attack_rate = math.log(_ATTACK_TARGET / (_ATTACK_TARGET - 1.0)) / (timbre.ATTACK_S * fs)
         self._fade_rate = 1.0 / (timbre.STEAL_FADE_S * fs)
-        self._row_amp = np.zeros(R)
+        # everything a note start writes, per key and per velocity, computed once here: a
+        # start is then a few slice copies (a mash restarts a voice every few blocks)
+        self._row_d = np.exp(-self._row_rate * self._block_frames).astype(f32)
+        self._inc32 = self._inc.astype(f32)
+        self._step32 = (self._inc * self._block_frames).astype(f32)
+        self._size32 = bank.row_size[:, tone].astype(f32)
+        self._offset32 = bank.row_offset[:, tone].astype(np.int32)
+        self._mask32 = (bank.row_size[:, tone] - 1).astype(np.int32)
+        self._row_rate32 = self._row_rate.astype(f32)
+        velocities = np.arange(128, dtype=np.float64)
+        self._vel_amp = timbre.VOICE_LEVEL * timbre.velocity_gain(velocities)
+        relative = np.clip(velocities, 1.0, 127.0) / timbre.table()["velocity"]
+        # per velocity and row: brightness x level; per key, row and mix channel: trim x pan
+        self._vel_rows = relative[:, None] ** bank.row_velocity_exponent[None, :] * self._vel_amp[:, None]
+        self._key_rows = bank.row_gain[None, :, :] * self._pan[:, :, None]
+        self._row_amp = np.zeros((self.gain2.shape[0], timbre.ROWS_PER_VOICE))
 
     # ---- lifecycle (audio thread) -------------------------------------------------------
     def _set_stage(self, v: int, stage: int, target: float, rate: float, bound: float | None,
@@ -141,7 +197,6 @@ class VoiceBank:
         i = pitch - timbre.LOWEST_PITCH
         R = self.rows_per_voice
         rows = slice(v * R, (v + 1) * R)
-        bank = self.bank
         self._orders += 1
         self.release_after_attack[v] = False
         self.pitch[v] = pitch
@@ -150,21 +205,23 @@ class VoiceBank:
         self.start_frame[v] = frame
         self.level[v] = 0.0
         self._set_stage(v, ATTACK, _ATTACK_TARGET, self._attack_rate, 1.0, frame)
-        self.amp[v] = timbre.VOICE_LEVEL * float(timbre.velocity_gain(velocity))
-        relative = min(max(float(velocity), 1.0), 127.0) / timbre.table()["velocity"]
-        np.power(relative, bank.row_velocity_exponent, out=self._row_amp)
-        np.multiply(self._row_amp, bank.row_gain[i], out=self._row_amp)
-        np.multiply(self._row_amp, self.amp[v], out=self._row_amp)
-        for c in range(self.gain2.shape[0]):
-            self.gain2[c, rows] = (self._row_amp * self._pan[c, i])[:, None]
-        self.row_rate[rows] = self._row_rate[i]
-        self.row_d2[:, rows] = np.exp(-self._row_rate[i] * self._block_frames)[:, None]
-        self.inc_phase[0, rows] = self._inc[i]
+        velocity = min(max(int(velocity), 1), 127)
+        self.amp[v] = self._vel_amp[velocity]
+        amp = self._row_amp
+        np.multiply(self._vel_rows[velocity], self._key_rows[:, i], amp)
+        self.gain2[:, rows] = amp[:, :R, None]
+        self.strike_gain[:, v] = amp[:, timbre.STRIKE_ROW]
+        self.row_rate[rows] = self._row_rate32[i]
+        self.row_d2[:, rows] = self._row_d[i, :, None]
+        self.inc_phase[0, rows] = self._inc32[i]
         self.inc_phase[1, rows] = -0.5
-        self.step[rows] = self._inc[i] * self._block_frames
-        self.size[rows] = bank.row_size[i]
-        self.offset_frames[:, rows] = bank.row_offset[i]
-        self.mask_frames[:, rows] = bank.row_size[i] - 1
+        self.step[rows] = self._step32[i]
+        self.size[rows] = self._size32[i]
+        self.offset_frames[:, rows] = self._offset32[i]
+        self.mask_frames[:, rows] = self._mask32[i]
+        np.add(self._frames, self._strike_start[i], out=self.strike_pos[:, v])
+        self.strike_end[:, v] = self._strike_start[i] + self._strike_frames
+        self.strike_until = max(self.strike_until, frame + self._strike_frames)
         self.highest_active = max(self.highest_active, v + 1)
 
     def release(self, v: int, frame: int) -> None:
@@ -188,6 +245,7 @@ class VoiceBank:
         self.level[v] = 0.0
         R = self.rows_per_voice
         self.gain2[:, v * R:(v + 1) * R] = 0.0           # (the renderer relies on it)
+        self.strike_gain[:, v] = 0.0
         self._set_stage(v, IDLE, 0.0, 0.0, None, 0)
         self.pitch[v] = -1
         self.amp[v] = 0.0

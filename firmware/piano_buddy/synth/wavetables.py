@@ -14,8 +14,8 @@ Why this layout, built at start-up (about 0.1 s, cached per sample rate):
   partials, 2048 for the many upper ones; a voice row reads its table through an offset and
   a mask.
 - The strike is a burst of noise shaped like the reference's off-partial spectrum (plus a
-  low knock in the bass), ``timbre.STRIKE_SIZE`` samples long; the voice plays it once at
-  one sample per frame and fades it to -100 dB by the time it would wrap.
+  low knock in the bass), played once at one sample per frame (no interpolation, so it is
+  kept as plain samples in ``strike``, only as long as it is not zero: ~75 ms).
 - Linear interpolation reads ``midpoint + (frac - 0.5) * slope`` from one interleaved
   (value half-way to the next sample, slope) pair: a single gather per output sample, and
   the renderer finds the index by rounding the phase less half a sample (engine.py).
@@ -37,11 +37,13 @@ LN_DB = math.log(10.0) / 20.0                 # dB -> natural-log units
 
 @dataclass(frozen=True)
 class WavetableBank:
-    """All tables in one (samples, 2) float32 array of (midpoint, slope) pairs; a voice row finds
-    its table by offset and size. Per key and row: the frequency ratio to the key's f0 (or,
-    for the strike, table samples per frame), the decay rate and the gain."""
+    """All band tables in one (samples, 2) float32 array of (midpoint, slope) pairs; a voice
+    row finds its table by offset and size. The strike bursts are ``strike`` (anchors,
+    samples) float32, a key's burst is row ``row_offset[key, STRIKE_ROW]``. Per key and row:
+    the frequency ratio to the key's f0 (1 for the strike), the decay rate and the gain."""
     sample_rate: int
     table: np.ndarray
+    strike: np.ndarray            # (anchors, samples) float32: the bursts, up to their end
     row_offset: np.ndarray        # (keys, rows) intp
     row_size: np.ndarray          # (keys, rows) intp, powers of two
     row_ratio: np.ndarray         # (keys, rows) float64
@@ -54,7 +56,7 @@ class WavetableBank:
 
     @property
     def nbytes(self) -> int:
-        return int(self.table.nbytes)
+        return int(self.table.nbytes + self.strike.nbytes)
 
     def index(self, pitch: int) -> int:
         return int(pitch) - timbre.LOWEST_PITCH
@@ -89,8 +91,9 @@ def _extended_amplitudes(pitch: int, count: int) -> tuple[np.ndarray, np.ndarray
 def _strike_burst(anchor: dict, sample_rate: int, rng: np.random.Generator,
                   partial_power: float) -> np.ndarray:
     """Noise with the anchor's off-partial octave spectrum, shaped in time so that, played
-    under the row's own fade to -100 dB over the table, it decays with the key's knock time;
-    scaled so its first 30 ms carry the analysed share of the note's energy."""
+    under the row's own fade (``timbre.STRIKE_FADE_DB`` per ``STRIKE_SIZE`` samples), it
+    decays with the key's knock time and ends at ``timbre.STRIKE_END_S``; scaled so its
+    first 30 ms carry the analysed share of the note's energy."""
     n = timbre.STRIKE_SIZE
     pitch = anchor["pitch"]
     freqs = np.fft.rfftfreq(n, 1.0 / sample_rate)
@@ -115,7 +118,7 @@ def _strike_burst(anchor: dict, sample_rate: int, rng: np.random.Generator,
         rms = math.sqrt(np.mean(burst[first] ** 2)) / max(math.sqrt(np.mean(knock[first] ** 2)), 1e-30)
         burst = burst + thump * rms * knock
     # the knock is over by STRIKE_END_S: a raised-cosine fade after STRIKE_HOLD_S, so
-    # nothing of it is left under the ringing partials (and nothing wraps round)
+    # nothing of it is left under the ringing partials (the samples after it are zeros)
     hold, end = timbre.STRIKE_HOLD_S, timbre.STRIKE_END_S
     fade = np.clip((end - t) / (end - hold), 0.0, 1.0)
     return burst * np.exp(t / row_tau) * np.sin(0.5 * math.pi * fade) ** 2
@@ -134,7 +137,7 @@ def build_wavetables(sample_rate: int = 48000, max_partial_hz: float = 20000.0) 
     n_keys, rows = timbre.N_PITCHES, timbre.ROWS_PER_VOICE
     keys_table = timbre.table()["keys"]
     per_key = 2 * sum(timbre.BAND_TABLE_SIZE)
-    total = n_keys * per_key + len(keys_table) * timbre.STRIKE_SIZE
+    total = n_keys * per_key
     table = np.zeros((total, 2), dtype=np.float32)
     row_offset = np.zeros((n_keys, rows), dtype=np.intp)
     row_size = np.zeros((n_keys, rows), dtype=np.intp)
@@ -199,14 +202,16 @@ def build_wavetables(sample_rate: int = 48000, max_partial_hz: float = 20000.0) 
         release_s[i] = timbre.release_r60_s(pitch) / math.log((1 + t) / (1e-3 + t))
         partials.append(tuple(sorted(freqs)))
         anchor_power[pitch] = power
-    strike_offsets = []
+    bursts = []
     for j, anchor in enumerate(keys_table):
         rng = np.random.default_rng(1000 + anchor["pitch"])
         power = anchor_power[min(max(anchor["pitch"], timbre.LOWEST_PITCH), timbre.HIGHEST_PITCH)]
-        strike_offsets.append(put(_strike_burst(anchor, sample_rate, rng, power)))
+        bursts.append(_strike_burst(anchor, sample_rate, rng, power).astype(np.float32))
+    length = 1 + max(int(np.flatnonzero(b).max()) for b in bursts)   # zeros after STRIKE_END_S
+    strike = np.ascontiguousarray(np.stack(bursts)[:, :length])
     for i in range(n_keys):
         r = timbre.STRIKE_ROW
-        row_offset[i, r] = strike_offsets[timbre.strike_anchor(timbre.LOWEST_PITCH + i)]
+        row_offset[i, r] = timbre.strike_anchor(timbre.LOWEST_PITCH + i)
         row_size[i, r] = timbre.STRIKE_SIZE
         row_ratio[i, r] = 1.0
         row_rate[i, r] = timbre.STRIKE_FADE_DB * LN_DB * sample_rate / timbre.STRIKE_SIZE
@@ -217,9 +222,10 @@ def build_wavetables(sample_rate: int = 48000, max_partial_hz: float = 20000.0) 
         exponent[2 * b] = e
         exponent[2 * b + 1] = e * timbre.VELOCITY_SLOW_SHARE
     exponent[timbre.STRIKE_ROW] = timbre.VELOCITY_STRIKE_EXPONENT
-    for arr in (table, row_offset, row_size, row_ratio, row_rate, row_gain, release_s, exponent):
+    for arr in (table, strike, row_offset, row_size, row_ratio, row_rate, row_gain, release_s, exponent):
         arr.setflags(write=False)
-    return WavetableBank(sample_rate=int(sample_rate), table=table, row_offset=row_offset,
+    return WavetableBank(sample_rate=int(sample_rate), table=table, strike=strike,
+                         row_offset=row_offset,
                          row_size=row_size, row_ratio=row_ratio, row_rate=row_rate,
                          row_gain=row_gain, row_velocity_exponent=exponent, release_s=release_s,
                          partials=tuple(partials), max_partial_hz=limit)

@@ -289,7 +289,7 @@ def style_rows() -> list[dict]:
     """Per melody style (``melody_styles``): test NLL against its own Markov baseline and
     against the general model on the same pieces, in-key share, rhythm figures and size;
     then how often "auto" picks each style for each style's test primers."""
-    from piano_buddy.styles import AUTO, GENERAL, STYLES, load_styles
+    from piano_buddy.styles import AUTO, STYLES, load_styles
     from . import common, markov, melody_data, melody_train as mt
     from .melody_styles import STYLE_COLLECTIONS, style_splits
     data = melody_data.load_melodies()
@@ -346,7 +346,7 @@ def style_rows() -> list[dict]:
                          + ", ".join(f"{k} {v}" for k, v in sorted(picks.items())
                                      if k != style) + ")",
                          "value": share, "target": "", "ok": None,
-                         "source": f"{GENERAL} + styles"})
+                         "source": "style models"})
     return rows
 
 

@@ -15,6 +15,11 @@ from bench.voice_measures import steady_tone
 from piano_buddy.synth import AI, PLAYER, Synth, render_offline, write_wav
 from piano_buddy.synth.timbre import STRIKE_ROW, pitch_hz
 
+try:
+    from tests.render_memory import render_memory
+except ImportError:
+    from render_memory import render_memory
+
 SR = 48000
 
 
@@ -708,7 +713,6 @@ def test_render_allocates_no_buffers(loud):
     would be >= 8 KB; the render path only makes short-lived view objects and, for commands,
     small index arrays over the 16 voices (~100 bytes each). The loud case runs the limiter
     and the soft clip too."""
-    import tracemalloc
     synth = Synth(block_frames=2048, voices=16)
     for i in range(16):
         synth.note_on((21 + 2 * i) if loud else (30 + 4 * i), 127 if loud else 100)
@@ -717,11 +721,8 @@ def test_render_allocates_no_buffers(loud):
     for _ in range(10):
         synth.render()
     clipped = synth.stats["clipped_blocks"]
-    tracemalloc.start()
-    try:
-        before = tracemalloc.take_snapshot()      # (itself traced: taken before the base)
-        base, _ = tracemalloc.get_traced_memory()
-        tracemalloc.reset_peak()
+
+    def run():
         for i in range(50):
             if i % 10 == 5:                # commands too: a steal, a scheduled start, a release
                 synth.note_on(100 - i // 10, 90, tag=AI, at_frame=synth.frame + 2700)
@@ -730,21 +731,14 @@ def test_render_allocates_no_buffers(loud):
                     for k in range(8):         # compressor is too slow, the soft clip acts
                         synth.note_on(21 + i // 10 + 3 * k, 127)
             synth.render()
-        current, peak = tracemalloc.get_traced_memory()
-        after = tracemalloc.take_snapshot()
-    finally:
-        tracemalloc.stop()
-    # what the synth's own code keeps (other tests' leftover threads allocate meanwhile)
-    own = [tracemalloc.Filter(True, "*/piano_buddy/synth/*")]
-    kept = sum(d.size_diff for d in after.filter_traces(own).compare_to(
-        before.filter_traces(own), "filename"))
+    peak, grown, kept = render_memory(run)
     if loud:
         assert synth.stats["limited_blocks"] > 0 and synth.stats["clipped_blocks"] > clipped
-    assert peak - base < 6144, f"render allocated {peak - base} bytes at its peak"
+    assert peak < 6144, f"render allocated {peak} bytes at its peak"
     # kept: the command deque's block, the counters and numpy's small cache of view shapes
     # (968 B before the render path was rewritten, 1032 B after); a leak of one object per
     # block would keep >= 50 x 32 B
-    assert kept < 1536, f"render kept {kept} bytes (the process: {current - base})"
+    assert kept < 1536, f"render kept {kept} bytes (the process: {grown})"
 
 
 def test_block_is_preallocated_and_shaped_for_the_device():

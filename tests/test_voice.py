@@ -15,6 +15,11 @@ from bench.voice_render import SR, render_ours
 from bench.voice_report import mash_gains
 from piano_buddy.synth import Synth, render_offline
 
+try:
+    from tests.render_memory import render_memory
+except ImportError:
+    from render_memory import render_memory
+
 C2, C4, C6 = 36, 60, 84
 
 
@@ -176,23 +181,14 @@ def test_an_idle_synth_with_the_room_is_exactly_silent():
 
 
 def test_render_with_the_room_allocates_nothing():
-    import tracemalloc
     synth = Synth(block_frames=2048, voices=16, reverb=True)
     for i in range(16):
         synth.note_on(30 + 4 * i, 100)
     for _ in range(5):
         synth.render()
-    tracemalloc.start()
-    try:
-        base, _ = tracemalloc.get_traced_memory()
-        tracemalloc.reset_peak()
-        for _ in range(20):
-            synth.render()
-        current, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    assert peak - base < 6144, f"render allocated {peak - base} bytes at its peak"
-    assert current - base < 1024
+    peak, grown, kept = render_memory(lambda: [synth.render() for _ in range(20)])
+    assert peak < 6144, f"render allocated {peak} bytes at its peak"
+    assert kept < 1024, f"render kept {kept} bytes (the process: {grown})"
 
 
 def test_the_config_keys_for_the_room_are_the_synth_s_own():

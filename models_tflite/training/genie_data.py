@@ -306,8 +306,9 @@ def thin_repeats(w: Window, keep_slow: float, rng: np.random.Generator) -> Windo
     steps at the walks' pace), so the decoder learnt "same button, same key" and the
     sharpened sampling of the box (T=0.25) played it on most repeated presses. Thinning
     the repeats by their gap makes a repeat the exception, and the time between presses
-    says how likely it is (dt carries information). Measured (MODEL_CARD.md, sweep): at
-    keep 0.5 it did not move the walks' repeat rate, so the committed recipe leaves it off."""
+    says how likely it is (dt carries information). Measured (MODEL_CARD.md, sweeps): alone,
+    at keep 0.5, it did not move the walks' repeat rate; with the decoder's interval bias it
+    is what makes fast playing run on and slow playing repeat, so it is on (0.5)."""
     t = w.seconds.astype(np.float64)
     keep = np.ones(len(w.keys), bool)
     last = 0
@@ -335,7 +336,8 @@ class Recipe:
     # the walks than the scores as written with whole-keyboard transposition.
     textures: bool = False
     keyboard_weight: float = 3.0     # sampling weight of piano music per note (others 1)
-    # Share of repeated keys kept after a slow gap (thin_repeats); None: all kept.
+    # Share of repeated keys kept after a slow gap (thin_repeats); None: all kept. 0.75
+    # put the walks' repeats in the 5-25% band but reached 3 fewer keys (MODEL_CARD.md).
     repeat_keep: float | None = 0.5
     # One press per key per onset in every split (drop_unisons; applied by the build).
     drop_unisons: bool = True

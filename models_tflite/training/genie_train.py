@@ -26,7 +26,10 @@ GENIE_TRANSPOSE / GENIE_TEXTURES / GENIE_KEYBOARD_WEIGHT) writes only under buil
     .venv-train/bin/python -m models_tflite.training.genie_train            # full build
     GENIE_SMOKE=1 .venv-train/bin/python -m models_tflite.training.genie_train   # tiny
 
-Env overrides: GENIE_STEPS, GENIE_BASELINE_STEPS, GENIE_BATCH, GENIE_OUT (the decoder's
+Env overrides: GENIE_STEPS, GENIE_BASELINE_STEPS, GENIE_BATCH, GENIE_INTERVAL_BIAS,
+GENIE_REPEAT_WEIGHT, GENIE_CONTOUR_MARGIN, the recipe's (genie_data.Recipe.from_env:
+GENIE_TRANSPOSE, GENIE_TEXTURES, GENIE_KEYBOARD_WEIGHT, GENIE_REPEAT_KEEP,
+GENIE_DROP_UNISONS, GENIE_TEMPO, GENIE_LOG_TEMPO), GENIE_OUT (the decoder's
 .tflite path; the encoder goes beside it), GENIE_NONCOMMERCIAL=1 (adds the encodings whose
 licence forbids commercial use: never for the committed model).
 """

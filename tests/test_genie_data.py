@@ -92,3 +92,35 @@ def test_a_build_into_a_folder_with_a_manifest_can_load_what_it_wrote(tmp_path):
     bare.mkdir()
     genie_train._refresh_manifest(bare)  # no manifest there: none is made
     assert not any(bare.iterdir())
+
+
+def test_the_tempo_range_is_a_recipe_choice(monkeypatch):
+    """GENIE_TEMPO="lo,hi" seconds per quarter (log-uniform with GENIE_LOG_TEMPO=1), and the
+    performed window keeps every quarter-note gap inside that range (drift +-25% aside)."""
+    assert gd.Recipe().tempo == gd.TEMPO_DEFAULT
+    monkeypatch.setenv("GENIE_TEMPO", "0.15,1.2")
+    monkeypatch.setenv("GENIE_LOG_TEMPO", "1")
+    r = gd.Recipe.from_env()
+    assert r.tempo == (0.15, 1.2) and r.log_tempo
+    monkeypatch.setenv("GENIE_TEMPO", "1,0.5")
+    with pytest.raises(ValueError, match="GENIE_TEMPO"):
+        gd.Recipe.from_env()
+    rng = np.random.default_rng(3)
+    firsts = []
+    for _ in range(300):
+        w = gd.perform(np.arange(8, dtype=np.float32), np.full(8, 60, np.int16), rng,
+                       transpose="none", tempo=(0.15, 1.2), log_tempo=True)
+        firsts.append(float(w.seconds[1] - w.seconds[0]))
+    firsts = np.array(firsts)
+    assert firsts.min() > 0.15 * 0.75 - 0.06 and firsts.max() < 1.2 * 1.25 + 0.06
+    assert np.median(firsts) < 0.55  # log-uniform: the geometric middle is 0.42 s
+
+
+def test_the_committed_recipe_is_the_default():
+    """`make models` trains with the defaults: unisons dropped, repeats thinned to 0.6, the
+    decoder's interval bias on, 1500 + 1000 steps (the committed genie.tflite's recipe)."""
+    from models_tflite.training import genie_train
+    r = gd.Recipe()
+    assert r.drop_unisons and r.repeat_keep == 0.6 and r.transpose == "keyboard"
+    cfg = genie_train.Config()
+    assert cfg.interval_bias and (cfg.steps, cfg.baseline_steps) == (1500, 1000)

@@ -192,10 +192,19 @@ def test_both_runtimes_load_both_models_and_agree():
     np.testing.assert_allclose(tflr["melody_logits"], litert["melody_logits"], atol=0.1)
     assert tflr["melody"] == litert["melody"]  # argmax replies: same notes in both
     assert "genie" in litert and "genie" in tflr
-    # The int8 kernels of the two runtimes quantize activations differently: logits differ
-    # by up to 0.063 here, so argmax keys may part at a near-tie (the retrained Genie has
-    # one at step 5 of this walk, 0.004 apart); the logits along one fixed path must agree.
-    np.testing.assert_allclose(tflr["genie_logits"], litert["genie_logits"], atol=0.1)
+    # The int8 kernels of the two runtimes quantize activations differently, so argmax keys
+    # may part at a near-tie; the logits along one fixed path must agree. Measured on the
+    # committed decoder (third retrain): up to 0.164 a logit on the first press (the model
+    # before: 0.063), under 0.08 after it; the key probabilities, which the box samples
+    # from, by at most 0.008.
+    np.testing.assert_allclose(tflr["genie_logits"], litert["genie_logits"], atol=0.25)
+
+    def probs(x):
+        e = np.exp(np.asarray(x) - np.max(x, axis=-1, keepdims=True))
+        return e / e.sum(axis=-1, keepdims=True)
+
+    np.testing.assert_allclose(probs(tflr["genie_logits"]), probs(litert["genie_logits"]),
+                               atol=0.02)
     assert tflr["genie"][:5] == litert["genie"][:5]
     assert all(21 <= p <= 108 for p in tflr["genie"])
 

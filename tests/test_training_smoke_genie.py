@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from piano_buddy import encoding as enc
-from piano_buddy.genie import ENCODER_LENGTH, GenieDecoder, GenieEncoder
+from piano_buddy.genie import ENCODER_LENGTH, FEATURES, GenieDecoder, GenieEncoder
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN_PY = ROOT / ".venv-train" / "bin" / "python"
@@ -36,7 +36,7 @@ def test_genie_training_smoke_run(tmp_path):
     model = work / "genie.tflite"
     assert 0 < model.stat().st_size < 1 << 20
     ref = np.load(work / "genie_reference.npz")
-    assert ref["golden_features"].shape[1] == 123
+    assert ref["golden_features"].shape[1] == FEATURES  # the runtime layout
     dec = GenieDecoder(model, rng=np.random.default_rng(0))
     pitch = dec.press(5, 0.0, temperature=0.25, allowed=range(48, 85))
     assert 48 <= pitch <= 84

@@ -3,9 +3,14 @@ and the encoder (a whole planned melody in, the button for each of its notes out
 copy-me LEDs).
 
 Each press runs ONE step of the quantized TFLite decoder (a 2x128 LSTM). Its input is the
-paper's 123-value feature vector, packed by :func:`fill_features` (shared with training so
-the two can never disagree): the button scaled to [-1, 1], a one-hot of the previous key
-(0 = start of a phrase) and a one-hot of the time since the previous press in 32 ms bins.
+paper's 123-value feature vector plus the button move, 139 values packed by
+:func:`fill_features` (shared with training so the two can never disagree): the button
+scaled to [-1, 1], a one-hot of the previous key (0 = start of a phrase), a one-hot of the
+time since the previous press in 32 ms bins, and a one-hot of the move from the previous
+button (:func:`move_class`: same button, up or down by how many; 0 = first press). The move
+is there so the decoder knows "the same button again" exactly instead of inferring it from
+its state: the paper's decoder (123 values) repeated the previous key on most repeated
+presses at the box's sharp temperature.
 The LSTM state of both layers travels as one packed vector ``[h1, c1, h2, c2]`` that the
 model returns and we feed back on the next press.
 
@@ -33,11 +38,15 @@ MODEL_NAME = "genie.tflite"
 UNITS = (128, 128)
 STATE_SIZE = 2 * sum(UNITS)  # [h1, c1, h2, c2]
 
-# Feature layout of one press (the decoder's input): button | previous key | dt bin.
+# Feature layout of one press (the decoder's input): button | previous key | dt bin |
+# button move. A decoder of the paper's 123 features (the first builds) is refused by the
+# loader's shape check ("wrong model for this firmware").
 BUTTON_OFFSET = 0
 PREV_KEY_OFFSET = 1
 DT_OFFSET = PREV_KEY_OFFSET + enc.PREV_KEY_CLASSES            # 90
-FEATURES = DT_OFFSET + enc.DT_CLASSES                          # 123
+MOVE_OFFSET = DT_OFFSET + enc.DT_CLASSES                       # 123
+MOVE_CLASSES = 2 * enc.NUM_BUTTONS                             # 0 = first press, 1..15
+FEATURES = MOVE_OFFSET + MOVE_CLASSES                          # 139
 
 ENCODER_NAME = "genie_encoder.tflite"
 # Encoder input layout, one row per note: key one-hot | dt bin one-hot; rows after the last
@@ -47,17 +56,27 @@ ENCODER_DT_OFFSET = enc.NUM_KEYS                               # 88
 ENCODER_FEATURES = ENCODER_DT_OFFSET + enc.DT_CLASSES          # 121
 
 
+def move_class(button: int, prev_button: int | None) -> int:
+    """The move from the previous button as a class: 0 for the first press of a phrase,
+    else ``button - prev_button + NUM_BUTTONS`` (1..15; 8 = the same button again)."""
+    if prev_button is None:
+        return 0
+    return int(button) - int(prev_button) + enc.NUM_BUTTONS
+
+
 def fill_features(out: np.ndarray, button_value: float, prev_key_class: int,
-                  dt_bin: int) -> np.ndarray:
+                  dt_bin: int, move: int) -> np.ndarray:
     """Write one press's features into ``out`` (last axis FEATURES; zeroed here).
 
     ``button_value`` is already scaled (``enc.button_to_input``); ``prev_key_class`` is
-    0 at the start of a phrase, else previous key index + 1.
+    0 at the start of a phrase, else previous key index + 1; ``move`` is
+    :func:`move_class`.
     """
     out[...] = 0.0
     out[..., BUTTON_OFFSET] = button_value
     out[..., PREV_KEY_OFFSET + prev_key_class] = 1.0
     out[..., DT_OFFSET + dt_bin] = 1.0
+    out[..., MOVE_OFFSET + move] = 1.0
     return out
 
 
@@ -97,10 +116,17 @@ class GenieDecoder:
         from .tflite import load_interpreter, tensor_index
 
         self.path = Path(path) if path is not None else model_path(MODEL_NAME)
-        self.interp = load_interpreter(
-            self.path,
-            expect_inputs={"features": (1, FEATURES), "state": (1, STATE_SIZE)},
-            num_threads=num_threads, prefer=prefer)
+        try:
+            self.interp = load_interpreter(
+                self.path,
+                expect_inputs={"features": (1, FEATURES), "state": (1, STATE_SIZE)},
+                num_threads=num_threads, prefer=prefer)
+        except ModelError as exc:
+            if f"shape (1, {MOVE_OFFSET})" not in str(exc):
+                raise
+            raise ModelError(f"{exc} (a decoder of the {MOVE_OFFSET} features of the builds "
+                             f"before the button move: install the genie.tflite that came "
+                             f"with this firmware)") from exc
         details_in = self.interp.get_input_details()
         self._features_idx = tensor_index(details_in, "features")
         self._state_idx = tensor_index(details_in, "state")
@@ -125,43 +151,50 @@ class GenieDecoder:
         self._excl_mask = np.ones(enc.NUM_KEYS, bool)
         self._excl_blocked = np.zeros(enc.NUM_KEYS, bool)
         self._prev_class = 0
-        self._prev_button_col = PREV_KEY_OFFSET
+        self._prev_button: int | None = None
+        self._prev_key_col = PREV_KEY_OFFSET
         self._prev_dt_col = DT_OFFSET
+        self._prev_move_col = MOVE_OFFSET
         self._last_time: float | None = None
 
     def reset(self) -> None:
-        """Back to the start state: zero LSTM state, no previous key or press time."""
+        """Back to the start state: zero LSTM state, no previous key, button or press time."""
         self._state[...] = 0.0
         self._prev_class = 0
+        self._prev_button = None
         self._last_time = None
 
     def snapshot(self) -> tuple:
-        """The decoder's whole state (LSTM state, previous key, last press time), for
-        :meth:`restore`: lets a planner try presses and take them back."""
-        return self._state.copy(), self._prev_class, self._last_time
+        """The decoder's whole state (LSTM state, previous key and button, last press
+        time), for :meth:`restore`: lets a planner try presses and take them back."""
+        return self._state.copy(), self._prev_class, self._prev_button, self._last_time
 
     def restore(self, snap: tuple) -> None:
-        state, self._prev_class, self._last_time = snap
+        state, self._prev_class, self._prev_button, self._last_time = snap
         self._state[...] = state
 
     def logits(self, button: int, time: float) -> np.ndarray:
         """Run one decoder step and return its 88 logits (a view: copy to keep it).
 
-        Advances the state and the press time, but NOT the previous key (``press`` sets it
-        once the key is chosen).
+        Advances the state, the press time and the previous button, but NOT the previous
+        key (``press`` sets it once the key is chosen).
         """
         value = enc.button_to_input(button)  # ValueError for a button outside 0..7
         dt = 0.0 if self._last_time is None else time - self._last_time
         self._last_time = time
         f = self._features
-        f[0, self._prev_button_col] = 0.0
+        f[0, self._prev_key_col] = 0.0
         f[0, self._prev_dt_col] = 0.0
+        f[0, self._prev_move_col] = 0.0
         col_key = PREV_KEY_OFFSET + self._prev_class
         col_dt = DT_OFFSET + enc.dt_to_bin(dt)
+        col_move = MOVE_OFFSET + move_class(button, self._prev_button)
+        self._prev_button = int(button)
         f[0, BUTTON_OFFSET] = value
         f[0, col_key] = 1.0
         f[0, col_dt] = 1.0
-        self._prev_button_col, self._prev_dt_col = col_key, col_dt
+        f[0, col_move] = 1.0
+        self._prev_key_col, self._prev_dt_col, self._prev_move_col = col_key, col_dt, col_move
         interp = self.interp
         interp.set_tensor(self._features_idx, f)
         interp.set_tensor(self._state_idx, self._state)

@@ -259,17 +259,24 @@ def transposition(pitches: np.ndarray, mode: str, rng: np.random.Generator) -> i
     return int(rng.integers(first, last + 1)) if first <= last else 0
 
 
+TEMPO_DEFAULT = (0.25, 0.9)  # seconds per quarter, uniform (the committed recipe)
+
+
 def perform(onsets_q: np.ndarray, pitches: np.ndarray, rng: np.random.Generator,
-            transpose: str = "keyboard") -> Window:
+            transpose: str = "keyboard", tempo: tuple[float, float] | None = None,
+            log_tempo: bool = False) -> Window:
     """Turn score onsets into one plausible performance of them.
 
-    A quarter lasts 0.25-0.9 s, the tempo drifts by up to +-25% across the window, onsets
-    jitter by ~12 ms (chord notes get their own small spread, so their order shuffles, as
-    when a hand rolls a chord), and the window is transposed (:func:`transposition`).
+    A quarter lasts ``tempo`` seconds (0.25-0.9 unless given; drawn log-uniformly when
+    ``log_tempo``), the tempo drifts by up to +-25% across the window, onsets jitter by
+    ~12 ms (chord notes get their own small spread, so their order shuffles, as when a hand
+    rolls a chord), and the window is transposed (:func:`transposition`).
     """
     n = len(onsets_q)
     q = onsets_q.astype(np.float64) - float(onsets_q[0])
-    sec_per_q = rng.uniform(0.25, 0.9)
+    lo, hi = tempo or TEMPO_DEFAULT
+    sec_per_q = (float(np.exp(rng.uniform(np.log(lo), np.log(hi)))) if log_tempo
+                 else rng.uniform(lo, hi))
     span = max(q[-1], 1e-6)
     drift = rng.uniform(-0.25, 0.25)
     # local tempo factor varies linearly over the window: integrate it for the onset time
@@ -299,8 +306,9 @@ def thin_repeats(w: Window, keep_slow: float, rng: np.random.Generator) -> Windo
     steps at the walks' pace), so the decoder learnt "same button, same key" and the
     sharpened sampling of the box (T=0.25) played it on most repeated presses. Thinning
     the repeats by their gap makes a repeat the exception, and the time between presses
-    says how likely it is (dt carries information). Measured (MODEL_CARD.md, sweep): at
-    keep 0.5 it did not move the walks' repeat rate, so the committed recipe leaves it off."""
+    says how likely it is (dt carries information). Measured (MODEL_CARD.md, sweeps): alone,
+    at keep 0.5, it did not move the walks' repeat rate; with the decoder's interval bias it
+    is what makes fast playing run on and slow playing repeat, so it is on (0.6)."""
     t = w.seconds.astype(np.float64)
     keep = np.ones(len(w.keys), bool)
     last = 0
@@ -328,10 +336,17 @@ class Recipe:
     # the walks than the scores as written with whole-keyboard transposition.
     textures: bool = False
     keyboard_weight: float = 3.0     # sampling weight of piano music per note (others 1)
-    # Share of repeated keys kept after a slow gap (thin_repeats); None: all kept.
-    repeat_keep: float | None = None
+    # Share of repeated keys kept after a slow gap (thin_repeats); None: all kept. With the
+    # interval bias, at 1500 steps: 0.5 gave 3.5% repeats on the walks (under the 5-25%
+    # band), 0.75 9.0% but 72 keys, 0.6 5.9% and 76 keys (taken; MODEL_CARD.md).
+    repeat_keep: float | None = 0.6
     # One press per key per onset in every split (drop_unisons; applied by the build).
-    drop_unisons: bool = False
+    drop_unisons: bool = True
+    # Seconds per quarter of the training windows' performances (perform), drawn
+    # log-uniformly when log_tempo. A wider range fills the fast dt bins (0.05-0.1 s
+    # between presses) with the score's runs and the slow ones with its long notes.
+    tempo: tuple[float, float] = TEMPO_DEFAULT
+    log_tempo: bool = False
 
     @classmethod
     def from_env(cls) -> "Recipe":
@@ -345,7 +360,20 @@ class Recipe:
                                           d.repeat_keep),
                    drop_unisons=os.environ.get("GENIE_DROP_UNISONS",
                                                "1" if d.drop_unisons else "0")
-                   not in ("", "0"))
+                   not in ("", "0"),
+                   tempo=_tempo(os.environ.get("GENIE_TEMPO"), d.tempo),
+                   log_tempo=os.environ.get("GENIE_LOG_TEMPO",
+                                            "1" if d.log_tempo else "0") not in ("", "0"))
+
+
+def _tempo(text: str | None, default: tuple[float, float]) -> tuple[float, float]:
+    """GENIE_TEMPO="lo,hi" (seconds per quarter)."""
+    if not text:
+        return default
+    lo, hi = (float(x) for x in text.split(","))
+    if not 0 < lo <= hi:
+        raise ValueError(f"GENIE_TEMPO={text!r}: want 0 < lo <= hi seconds per quarter")
+    return lo, hi
 
 
 def _opt_float(text: str | None, default: float | None) -> float | None:
@@ -386,7 +414,8 @@ class WindowSampler:
             if len(on) >= need or start + size >= len(p.pitches):
                 break
             size *= 2
-        w = perform(on[:need], pi[:need], rng, self.recipe.transpose)
+        w = perform(on[:need], pi[:need], rng, self.recipe.transpose, self.recipe.tempo,
+                    self.recipe.log_tempo)
         if thin:
             w = thin_repeats(w, self.recipe.repeat_keep, rng)
             w = Window(w.keys[:self.length], w.dt_bins[:self.length], w.seconds[:self.length])

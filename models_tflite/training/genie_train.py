@@ -9,7 +9,8 @@ Model (Donahue et al. 2019, Magenta's ``stp_iq_auto_dt`` with the contour loss):
   gradients; range penalty ``max(|z| - 1, 0)^2`` and contour loss
   ``max(0, 1 - dkey * dz)^2`` (dkey in semitones) make the buttons follow the melody;
 * decoder: button (2b/7 - 1) + one-hot previous key (89, 0 = start) + one-hot dt bin (33)
-  = 123 features (``piano_buddy.genie.fill_features``) -> dense 128 -> 2 LSTM of 128 ->
+  + one-hot button move (16, ``genie.move_class``) = 139 features
+  (``piano_buddy.genie.fill_features``) -> dense 128 -> 2 LSTM of 128 ->
   dense 88 logits.
 
 A baseline decoder of the same shape WITHOUT the button input is trained on the same data,
@@ -25,7 +26,10 @@ GENIE_TRANSPOSE / GENIE_TEXTURES / GENIE_KEYBOARD_WEIGHT) writes only under buil
     .venv-train/bin/python -m models_tflite.training.genie_train            # full build
     GENIE_SMOKE=1 .venv-train/bin/python -m models_tflite.training.genie_train   # tiny
 
-Env overrides: GENIE_STEPS, GENIE_BASELINE_STEPS, GENIE_BATCH, GENIE_OUT (the decoder's
+Env overrides: GENIE_STEPS, GENIE_BASELINE_STEPS, GENIE_BATCH, GENIE_INTERVAL_BIAS,
+GENIE_REPEAT_WEIGHT, GENIE_CONTOUR_MARGIN, the recipe's (genie_data.Recipe.from_env:
+GENIE_TRANSPOSE, GENIE_TEXTURES, GENIE_KEYBOARD_WEIGHT, GENIE_REPEAT_KEEP,
+GENIE_DROP_UNISONS, GENIE_TEMPO, GENIE_LOG_TEMPO), GENIE_OUT (the decoder's
 .tflite path; the encoder goes beside it), GENIE_NONCOMMERCIAL=1 (adds the encodings whose
 licence forbids commercial use: never for the committed model).
 """
@@ -68,6 +72,9 @@ class Config:
     # whose key differs from the one before. 0: off.
     repeat_weight: float = 0.0
     range_weight: float = 1.0
+    # The interval bias (IntervalBias): a learnt logit per (button move, interval from the
+    # previous key) and per (dt group, interval), added to the decoder's logits.
+    interval_bias: bool = True
     eval_windows: int = 256        # test windows for the float/quantized metrics
     walks: int = 64                # random button walks for the contour check
     walk_len: int = 128
@@ -94,6 +101,8 @@ def config_from_env(smoke: bool = False) -> Config:
     cfg.variant = os.environ.get("GENIE_VARIANT", "")
     cfg.repeat_weight = float(os.environ.get("GENIE_REPEAT_WEIGHT", cfg.repeat_weight))
     cfg.contour_margin = float(os.environ.get("GENIE_CONTOUR_MARGIN", cfg.contour_margin))
+    cfg.interval_bias = os.environ.get("GENIE_INTERVAL_BIAS",
+                                       "1" if cfg.interval_bias else "0") not in ("", "0")
     return cfg
 
 
@@ -105,11 +114,67 @@ def _keras():
     return keras
 
 
+# dt groups of the interval bias, by dt bin (32 ms): chord notes (< 48 ms), fast (48-144
+# ms: the walks' fast playing), moderate (160-450 ms), slow (>= 480 ms).
+DT_GROUP_EDGES = (2, 5, 15)
+INTERVALS = 2 * enc.NUM_KEYS - 1   # key - previous key, -87..+87
+
+
+def dt_groups() -> np.ndarray:
+    """The dt group (0..3) of every dt bin."""
+    return np.searchsorted(np.array(DT_GROUP_EDGES), np.arange(enc.DT_CLASSES),
+                           side="right").astype(np.int32)
+
+
+def _interval_bias_layer():
+    keras = _keras()
+    ops = keras.ops
+
+    class IntervalBias(keras.layers.Layer):
+        """A logit per (button move, interval to the previous key) plus one per (dt group,
+        interval), read from the decoder's own input features and added to its logits.
+
+        The LSTM decoder must learn "the same button again: a step away, rarely the same
+        key" through a dense map of a one-hot previous key to 88 logits, and at 600-2000
+        steps it had not: it kept a bump of probability on the previous key that the box's
+        T=0.25 turns into a repeat on half the repeated presses. This term states it in the
+        interval space directly (a few thousand weights, zero at the start); dt groups let
+        the time between presses move it too. Exported as the same ops (GATHER from the weights)."""
+
+        def build(self, input_shape):
+            self.r_move = self.add_weight(shape=(rt.MOVE_CLASSES * INTERVALS,),
+                                          initializer="zeros", name="r_move")
+            self.r_dt = self.add_weight(shape=((len(DT_GROUP_EDGES) + 1) * INTERVALS,),
+                                        initializer="zeros", name="r_dt")
+
+        @staticmethod
+        def _index(one_hot):
+            """The class of a one-hot block, as a dot with 0..n-1 (argmax brings ops
+            TFLite lacks)."""
+            n = int(one_hot.shape[-1])
+            return ops.cast(ops.round(ops.sum(one_hot * ops.arange(n, dtype="float32"),
+                                              axis=-1)), "int32")
+
+        def call(self, features):
+            prev = self._index(features[..., rt.PREV_KEY_OFFSET:rt.DT_OFFSET])
+            dt_bin = self._index(features[..., rt.DT_OFFSET:rt.MOVE_OFFSET])
+            move = self._index(features[..., rt.MOVE_OFFSET:rt.FEATURES])
+            group = ops.take(ops.convert_to_tensor(dt_groups()), dt_bin)
+            keys = ops.arange(enc.NUM_KEYS, dtype="int32")
+            # prev is key + 1 (0 = start): interval index = key - (prev - 1) + 87
+            iv = ops.clip(keys - prev[..., None] + enc.NUM_KEYS, 0, INTERVALS - 1)
+            bias = (ops.take(self.r_move, move[..., None] * INTERVALS + iv)
+                    + ops.take(self.r_dt, group[..., None] * INTERVALS + iv))
+            return bias * ops.cast(prev > 0, "float32")[..., None]
+
+    return IntervalBias
+
+
 class GenieModel:
     """The layers of the autoencoder (or of the button-less baseline decoder)."""
 
     def __init__(self, units: int = 128, with_encoder: bool = True, seed: int = 0,
-                 enc_units: int = 64):
+                 enc_units: int = 64, interval_bias: bool = False):
         keras = _keras()
         keras.utils.set_random_seed(seed)
         self._keras, self._ops = keras, keras.ops  # (no os.environ access inside tf.function)
@@ -125,6 +190,9 @@ class GenieModel:
         self.dec_rnn = [L.LSTM(units, return_sequences=True, name=f"dec_lstm_{i}")
                         for i in range(2)]
         self.dec_out = L.Dense(enc.NUM_KEYS, name="dec_out")
+        # only with buttons: the bias reads the button move
+        self.interval_bias = (_interval_bias_layer()(name="interval_bias")
+                              if interval_bias and with_encoder else None)
 
     # All tensors: keys [B, T] int32 (0..87), dts [B, T] int32 bins.
     def encode(self, keys, dts):
@@ -145,18 +213,34 @@ class GenieModel:
         return idx, z + ops.stop_gradient(zq - z)
 
     def decoder_features(self, keys, dts, button_value=None):
+        """The runtime's layout (``piano_buddy.genie.fill_features``) for whole windows:
+        button | previous key | dt bin | button move (``genie.move_class``, from the
+        quantized buttons; no gradient flows through the move). The baseline (no
+        ``button_value``) has neither the button nor the move."""
         ops = self._ops
         prev = ops.pad(keys[:, :-1] + 1, [[0, 0], [1, 0]])  # 0 = start
         parts = [ops.one_hot(prev, enc.PREV_KEY_CLASSES), ops.one_hot(dts, enc.DT_CLASSES)]
         if button_value is not None:
             parts.insert(0, button_value[..., None])
+            level = ops.stop_gradient(ops.cast(ops.round(
+                (button_value + 1.0) * (NUM_LEVELS - 1) / 2.0), "int32"))
+            move = ops.pad(level[:, 1:] - level[:, :-1] + enc.NUM_BUTTONS,
+                           [[0, 0], [1, 0]])  # 0 = first press
+            parts.append(ops.one_hot(move, rt.MOVE_CLASSES))
         return ops.concatenate(parts, axis=-1)
 
     def decode(self, features):
         x = self.dec_in(features)
         for rnn in self.dec_rnn:
             x = rnn(x)
-        return self.dec_out(x)
+        logits = self.dec_out(x)
+        if self.interval_bias is not None:
+            logits = logits + self.interval_bias(features)
+        return logits
+
+    def decoder_layers(self) -> list:
+        return [self.dec_in, *self.dec_rnn, self.dec_out] + (
+            [self.interval_bias] if self.interval_bias is not None else [])
 
     def losses(self, keys, dts, contour_margin: float = 1.0):
         """Dict of scalar losses and the tensors the metrics need."""
@@ -200,13 +284,13 @@ class GenieModel:
         return ops.sum(ul) / ops.maximum(ops.sum(moved), 1.0)
 
     def trainable_variables(self):
-        layers = [self.dec_in, *self.dec_rnn, self.dec_out]
+        layers = self.decoder_layers()
         if self.with_encoder:
             layers = [self.enc_in, *self.enc_rnn, self.enc_out] + layers
         return [v for layer in layers for v in layer.trainable_variables]
 
     def weights_dict(self) -> dict[str, np.ndarray]:
-        layers = [self.dec_in, *self.dec_rnn, self.dec_out]
+        layers = self.decoder_layers()
         if self.with_encoder:
             layers = [self.enc_in, *self.enc_rnn, self.enc_out] + layers
         return {f"{layer.name}/{i}": np.asarray(w)
@@ -214,7 +298,7 @@ class GenieModel:
 
     def load_weights_dict(self, weights: dict[str, np.ndarray], keys, dts) -> None:
         self.losses(keys, dts)  # build every layer
-        layers = [self.dec_in, *self.dec_rnn, self.dec_out]
+        layers = self.decoder_layers()
         if self.with_encoder:
             layers = [self.enc_in, *self.enc_rnn, self.enc_out] + layers
         for layer in layers:
@@ -306,13 +390,14 @@ def float_metrics(model: GenieModel, keys: np.ndarray, dts: np.ndarray) -> dict:
 
 
 def step_features(keys: np.ndarray, dts: np.ndarray, buttons: np.ndarray) -> np.ndarray:
-    """[T, 123] decoder inputs of one teacher-forced sequence (previous key = true key)."""
+    """[T, FEATURES] decoder inputs of one teacher-forced sequence (previous key = true
+    key), through the runtime's own ``fill_features``."""
     feats = np.zeros((len(keys), rt.FEATURES), np.float32)
-    prev = 0
+    prev, prev_button = 0, None
     for t in range(len(keys)):
         rt.fill_features(feats[t], 2.0 * buttons[t] / (NUM_LEVELS - 1) - 1.0, prev,
-                         int(dts[t]))
-        prev = int(keys[t]) + 1
+                         int(dts[t]), rt.move_class(int(buttons[t]), prev_button))
+        prev, prev_button = int(keys[t]) + 1, int(buttons[t])
     return feats
 
 
@@ -341,14 +426,29 @@ def tflite_nll(interp, keys: np.ndarray, dts: np.ndarray, buttons: np.ndarray) -
 
 # --- export --------------------------------------------------------------------------------
 
+def decoder_step_model(model: GenieModel, stack_name: str):
+    """The single-step decoder (features, state) -> (logits, new state) that is exported,
+    sharing the trained layers (the interval bias included)."""
+    from . import tflite_export as tx
+    stack = tx.LSTMStack([model.units, model.units], input_dim=model.units, name=stack_name)
+    if model.interval_bias is None:
+        step = tx.build_step_model(stack, input_dim=rt.FEATURES, head=model.dec_out,
+                                   pre=model.dec_in, input_name="features")
+    else:
+        keras = _keras()
+        x_in = keras.Input(shape=(rt.FEATURES,), batch_size=1, name="features")
+        s_in = keras.Input(shape=(stack.state_size,), batch_size=1, name="state")
+        top, new_state = stack(model.dec_in(x_in), s_in)
+        out = model.dec_out(top) + model.interval_bias(x_in)
+        step = keras.Model([x_in, s_in], [out, new_state], name="step_model")
+    stack.copy_from(model.dec_rnn)
+    return step
+
+
 def export_decoder(model: GenieModel, path: Path, quantize: str,
                    representative=None) -> bytes:
+    step = decoder_step_model(model, "dec_lstm_stack")
     from . import tflite_export as tx
-    stack = tx.LSTMStack([model.units, model.units], input_dim=model.units,
-                         name="dec_lstm_stack")
-    step = tx.build_step_model(stack, input_dim=rt.FEATURES, head=model.dec_out,
-                               pre=model.dec_in, input_name="features")
-    stack.copy_from(model.dec_rnn)
     return tx.export_tflite(step, {"features": (1, rt.FEATURES), "state": (1, rt.STATE_SIZE)},
                             path, quantize=quantize, representative=representative)
 
@@ -403,12 +503,7 @@ def encoder_export_check(model: GenieModel, data: bytes, path: Path,
 def float_step_check(model: GenieModel, feats: np.ndarray) -> float:
     """Max |logit difference| between the Keras step model (state fed back) and the
     sequence decoder on one sequence: the step export computes the same function."""
-    from . import tflite_export as tx
-    stack = tx.LSTMStack([model.units, model.units], input_dim=model.units,
-                         name="check_stack")
-    step = tx.build_step_model(stack, input_dim=rt.FEATURES, head=model.dec_out,
-                               pre=model.dec_in, input_name="features")
-    stack.copy_from(model.dec_rnn)
+    step = decoder_step_model(model, "check_stack")
     seq = np.asarray(model.decode(feats[None]))[0]
     state = np.zeros((1, rt.STATE_SIZE), np.float32)
     outs = []
@@ -460,7 +555,8 @@ def build(smoke: bool = False, out_path: Path | None = None,
                     "windows": {"valid": int(len(valid[0])), "test": int(len(test[0]))}}
 
     # 1. the autoencoder
-    genie = GenieModel(cfg.units, with_encoder=True, seed=cfg.seed, enc_units=cfg.enc_units)
+    genie = GenieModel(cfg.units, with_encoder=True, seed=cfg.seed, enc_units=cfg.enc_units,
+                       interval_bias=cfg.interval_bias)
     report["train_genie"] = train(genie, train_sampler, cfg.steps, cfg, "train genie", valid)
     np.savez(work / "genie_weights.npz", **genie.weights_dict())
     # 2. the baseline decoder without buttons (same data stream, fresh sampler)
@@ -515,7 +611,7 @@ def build(smoke: bool = False, out_path: Path | None = None,
                                           *((4, 16) if cfg.smoke else ()))
     report["params"] = {"decoder": int(sum(np.prod(w.shape) for k, w in
                                            genie.weights_dict().items()
-                                           if k.startswith("dec_"))),
+                                           if k.startswith(("dec_", "interval_bias")))),
                         "encoder": int(sum(np.prod(w.shape) for k, w in
                                            genie.weights_dict().items()
                                            if k.startswith("enc_")))}

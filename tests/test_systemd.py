@@ -188,7 +188,7 @@ def test_writable_places_are_only_recordings_and_the_runtime_folder():
 
 INSTALL = REPO / "systemd" / "install.sh"
 SCRIPTS = [INSTALL, REPO / "tests/pi/build_root.sh", REPO / "tests/pi/check.sh",
-           REPO / "deploy/ansible/tests/chroot.sh"]
+           REPO / "tests/pi/root_mounts.sh", REPO / "deploy/ansible/tests/chroot.sh"]
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)

@@ -30,31 +30,8 @@ fi
 step "emulated root: $ROOT"
 "$REPO/tests/pi/build_root.sh" "$ROOT"
 
-MOUNTED=()
-cleanup() {
-    local i
-    for (( i=${#MOUNTED[@]}-1; i>=0; i-- )); do
-        umount -l "${MOUNTED[$i]}" 2>/dev/null || true
-    done
-}
-trap cleanup EXIT
-bind() {   # bind SOURCE TARGET-in-root
-    mkdir -p "$ROOT$2"
-    mount --bind "$1" "$ROOT$2"
-    MOUNTED+=("$ROOT$2")
-}
-bind /proc /proc
-# No /sys: with both the host's /proc/cpuinfo (x86) and its /sys CPU topology visible, the
-# cpuinfo library inside TFLite's XNNPACK crashes (SIGSEGV in Interpreter()); either alone
-# is fine. A real Pi has an ARM /proc/cpuinfo, so this is an emulation artefact.
-bind /dev /dev
-bind /dev/pts /dev/pts
-# Network inside the root for pip (PyPI only) and CA certificates.
-cp -L /etc/resolv.conf "$ROOT/etc/resolv.conf"
-if [ -f /etc/ssl/certs/ca-certificates.crt ]; then
-    mkdir -p "$ROOT/etc/ssl/certs"
-    cp /etc/ssl/certs/ca-certificates.crt "$ROOT/etc/ssl/certs/ca-certificates.crt"
-fi
+# shellcheck source=tests/pi/root_mounts.sh
+. "$REPO/tests/pi/root_mounts.sh"
 # pip downloads are cached inside the root between runs.
 mkdir -p "$ROOT/root/.cache/pip"
 

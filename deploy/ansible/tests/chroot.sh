@@ -29,22 +29,8 @@ if [ ! -f "$ROOT/.pi-root-ready" ]; then
 fi
 command -v ansible-playbook >/dev/null || { echo "fleet-check: ansible-playbook not on PATH" >&2; exit 1; }
 
-MOUNTED=()
-cleanup() {
-    local i
-    for (( i=${#MOUNTED[@]}-1; i>=0; i-- )); do umount -l "${MOUNTED[$i]}" 2>/dev/null || true; done
-}
-trap cleanup EXIT
-bind() { mkdir -p "$ROOT$2"; mount --bind "$1" "$ROOT$2"; MOUNTED+=("$ROOT$2"); }
-# As tests/pi/check.sh: /proc and /dev, not /sys (TFLite's cpuinfo crashes with both).
-bind /proc /proc
-bind /dev /dev
-bind /dev/pts /dev/pts
-cp -L /etc/resolv.conf "$ROOT/etc/resolv.conf"
-if [ -f /etc/ssl/certs/ca-certificates.crt ]; then
-    mkdir -p "$ROOT/etc/ssl/certs"
-    cp /etc/ssl/certs/ca-certificates.crt "$ROOT/etc/ssl/certs/ca-certificates.crt"
-fi
+# shellcheck source=tests/pi/root_mounts.sh
+. "$REPO/tests/pi/root_mounts.sh"   # as tests/pi/check.sh: /proc and /dev, not /sys
 # Raspberry Pi OS has its FAT boot partition here; the Debian root has none: a stand-in file.
 if [ ! -e "$ROOT/boot/firmware/config.txt" ]; then
     mkdir -p "$ROOT/boot/firmware"

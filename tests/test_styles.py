@@ -23,8 +23,10 @@ from piano_buddy.styles import (AUTO, GENERAL, STYLE_ORDER, STYLES, StyledMelody
                                 cue_and_lamps, load_styles)
 
 try:
+    from tests.melody_golden import stepped_probs
     from tests.rig import Rig
 except ImportError:
+    from melody_golden import stepped_probs
     from rig import Rig
 
 REFERENCE = Path(__file__).resolve().parents[1] / "models_tflite" / "training" / \
@@ -86,13 +88,7 @@ def test_each_style_model_matches_its_float_model(style, reference):
     tokens = reference[f"{style}_golden_tokens"].astype(int)
     positions = reference[f"{style}_golden_positions"].astype(int)
     want = reference[f"{style}_golden_probs"]
-    model.reset()
-    got = []
-    for t, tok in enumerate(tokens):
-        logits = model._step(int(tok), int(positions[t + 1])).astype(np.float64)
-        p = np.exp(logits - logits.max())
-        got.append(p / p.sum())
-    got = np.array(got)
+    got = stepped_probs(model, tokens, positions)
     assert np.abs(got - want).max() <= GOLDEN_PROB_TOLERANCE
     assert (got.argmax(1) == want.argmax(1)).mean() >= GOLDEN_ARGMAX_AGREEMENT
     nxt = np.arange(len(tokens) - 1), tokens[1:]

@@ -150,10 +150,6 @@ def test_walks_mean_key_rises_with_the_button(walks):
     assert walks["mean_key_span"] >= 24  # two octaves at least (the first build: 22)
 
 
-# The issue 10 target the committed decoder does NOT meet yet (measured, MODEL_CARD.md: span
-# 31.6 semitones; every run of 1000 steps or more in three retrains spanned 31.6-32.9).
-# Strict: when a retrained model meets it, this test fails here until the mark is removed.
-@pytest.mark.xfail(strict=True, reason="issue 10: span 31.6 < 36 semitones (MODEL_CARD.md)")
 def test_walks_mean_key_spans_three_octaves(walks):
     assert walks["mean_key_span"] >= 36
 

@@ -117,10 +117,12 @@ def test_the_tempo_range_is_a_recipe_choice(monkeypatch):
 
 
 def test_the_committed_recipe_is_the_default():
-    """`make models` trains with the defaults: unisons dropped, repeats thinned to 0.6, the
-    decoder's interval bias on, 1500 + 1000 steps (the committed genie.tflite's recipe)."""
+    """`make models` trains with the defaults: unisons dropped, fast repeats thinned and
+    every slow one kept (1.0), the decoder's interval bias on, the range penalty at weight
+    10, 1500 + 1000 steps (the committed genie.tflite's recipe)."""
     from models_tflite.training import genie_train
     r = gd.Recipe()
-    assert r.drop_unisons and r.repeat_keep == 0.6 and r.transpose == "keyboard"
+    assert r.drop_unisons and r.repeat_keep == 1.0 and r.transpose == "keyboard"
     cfg = genie_train.Config()
     assert cfg.interval_bias and (cfg.steps, cfg.baseline_steps) == (1500, 1000)
+    assert cfg.range_weight == 10.0

@@ -69,13 +69,23 @@ def test_padding_does_not_change_the_notes(encoder, reference):
 
 
 def test_buttons_for_a_melody(encoder):
+    """A rising (falling) scale lights rising (falling) buttons. What the box lights, the
+    encoder's buttons checked through a decoder, never goes against the scale. The encoder
+    alone may, by one button: its value for the last note of the rising scale is 0.02
+    under the one before (0.86, 0.84), which crosses a button edge now that the values no
+    longer run past +-1 (the previous encoder had the same dip at 1.44, 1.39, both
+    clipped to button 7)."""
     up = [(48 + 2 * i, 0.2 * i) for i in range(16)]
-    buttons = encoder.buttons_for(up)
-    assert len(buttons) == 16 and all(0 <= b < 8 for b in buttons)
-    assert np.all(np.diff(buttons) >= 0), buttons  # a rising scale never lights lower
-    assert buttons[-1] > buttons[0]
-    down = encoder.buttons_for([(p, t) for (p, _), (_, t) in zip(up[::-1], up)])
-    assert np.all(np.diff(down) <= 0), down
+    down = [(p, t) for (p, _), (_, t) in zip(up[::-1], up)]
+    for notes, sign in ((up, 1), (down, -1)):
+        alone = encoder.buttons_for(notes)
+        lit = encoder.buttons_for(notes, check=GenieDecoder(DECODER))
+        for buttons in (alone, lit):
+            assert len(buttons) == 16 and all(0 <= b < 8 for b in buttons)
+            assert sign * (buttons[-1] - buttons[0]) >= 3, buttons
+        assert np.all(sign * np.diff(lit) >= 0), lit
+        assert np.all(sign * np.diff(alone) >= -1), alone
+        assert np.sum(sign * np.diff(alone) < 0) <= 1, alone
     assert encoder.buttons_for([]) == []
 
 

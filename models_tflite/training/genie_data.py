@@ -308,7 +308,8 @@ def thin_repeats(w: Window, keep_slow: float, rng: np.random.Generator) -> Windo
     the repeats by their gap makes a repeat the exception, and the time between presses
     says how likely it is (dt carries information). Measured (MODEL_CARD.md, sweeps): alone,
     at keep 0.5, it did not move the walks' repeat rate; with the decoder's interval bias it
-    is what makes fast playing run on and slow playing repeat, so it is on (0.6)."""
+    is what makes fast playing run on and slow playing repeat, so it is on (1.0: every slow
+    repeat kept, MODEL_CARD.md)."""
     t = w.seconds.astype(np.float64)
     keep = np.ones(len(w.keys), bool)
     last = 0
@@ -336,10 +337,11 @@ class Recipe:
     # the walks than the scores as written with whole-keyboard transposition.
     textures: bool = False
     keyboard_weight: float = 3.0     # sampling weight of piano music per note (others 1)
-    # Share of repeated keys kept after a slow gap (thin_repeats); None: all kept. With the
-    # interval bias, at 1500 steps: 0.5 gave 3.5% repeats on the walks (under the 5-25%
-    # band), 0.75 9.0% but 72 keys, 0.6 5.9% and 76 keys (taken; MODEL_CARD.md).
-    repeat_keep: float | None = 0.6
+    # Share of repeated keys kept after a slow gap (thin_repeats); None: all kept (no
+    # thinning at all). Measured on the walks at 1500 steps, range weight 10: 0.6 gave 4.1%
+    # repeats (under the 5-25% band), 0.8 5.6%, 1.0 9.6% (taken: Magenta's is 9-13%); fast
+    # repeats are still thinned (none within 0.15 s). MODEL_CARD.md, the fourth retrain.
+    repeat_keep: float | None = 1.0
     # One press per key per onset in every split (drop_unisons; applied by the build).
     drop_unisons: bool = True
     # Seconds per quarter of the training windows' performances (perform), drawn

@@ -6,8 +6,9 @@ Model (Donahue et al. 2019, Magenta's ``stp_iq_auto_dt`` with the contour loss):
   layers of 64 -> dense 1, a real number per note (64 units, not 128: its unrolled
   whole-sequence export must stay under 1 MB);
 * bottleneck: clipped to [-1, 1] and rounded to 8 levels (the buttons), straight-through
-  gradients; range penalty ``max(|z| - 1, 0)^2`` and contour loss
-  ``max(0, 1 - dkey * dz)^2`` (dkey in semitones) make the buttons follow the melody;
+  gradients; range penalty ``max(|z| - 1, 0)^2`` (weight 10, ``Config.range_weight``) and
+  contour loss ``max(0, 1 - dkey * dz)^2`` (dkey in semitones) make the buttons follow the
+  melody;
 * decoder: button (2b/7 - 1) + one-hot previous key (89, 0 = start) + one-hot dt bin (33)
   + one-hot button move (16, ``genie.move_class``) = 139 features
   (``piano_buddy.genie.fill_features``) -> dense 128 -> 2 LSTM of 128 ->
@@ -27,7 +28,7 @@ GENIE_TRANSPOSE / GENIE_TEXTURES / GENIE_KEYBOARD_WEIGHT) writes only under buil
     GENIE_SMOKE=1 .venv-train/bin/python -m models_tflite.training.genie_train   # tiny
 
 Env overrides: GENIE_STEPS, GENIE_BASELINE_STEPS, GENIE_BATCH, GENIE_INTERVAL_BIAS,
-GENIE_REPEAT_WEIGHT, GENIE_CONTOUR_MARGIN, the recipe's (genie_data.Recipe.from_env:
+GENIE_REPEAT_WEIGHT, GENIE_CONTOUR_MARGIN, GENIE_RANGE_WEIGHT, the recipe's (genie_data.Recipe.from_env:
 GENIE_TRANSPOSE, GENIE_TEXTURES, GENIE_KEYBOARD_WEIGHT, GENIE_REPEAT_KEEP,
 GENIE_DROP_UNISONS, GENIE_TEMPO, GENIE_LOG_TEMPO), GENIE_OUT (the decoder's
 .tflite path; the encoder goes beside it), GENIE_NONCOMMERCIAL=1 (adds the encodings whose
@@ -71,7 +72,14 @@ class Config:
     # Weight of the repeat term (GenieModel.losses): -log(1 - p(previous key)) on the steps
     # whose key differs from the one before. 0: off.
     repeat_weight: float = 0.0
-    range_weight: float = 1.0
+    # Weight of the range penalty (values past +-1, which clip to buttons 0 and 7). The
+    # contour loss asks for more button movement per semitone than +-1 holds, so at weight
+    # 1 the encoder's values grew past the ends as training went on (penalty 0.04 at step
+    # 300, 0.25 at 1500; 28.5% of test notes on buttons 0 and 7): the inner buttons then
+    # stood for 3.2-3.4 semitones each, and the walks' mean key spanned only 31.6. At 10
+    # the values stay inside (penalty 0.005, 11.5% on the end buttons, 3.9 semitones a
+    # button) and the span is 43 (MODEL_CARD.md, the fourth retrain).
+    range_weight: float = 10.0
     # The interval bias (IntervalBias): a learnt logit per (button move, interval from the
     # previous key) and per (dt group, interval), added to the decoder's logits.
     interval_bias: bool = True
@@ -101,6 +109,7 @@ def config_from_env(smoke: bool = False) -> Config:
     cfg.variant = os.environ.get("GENIE_VARIANT", "")
     cfg.repeat_weight = float(os.environ.get("GENIE_REPEAT_WEIGHT", cfg.repeat_weight))
     cfg.contour_margin = float(os.environ.get("GENIE_CONTOUR_MARGIN", cfg.contour_margin))
+    cfg.range_weight = float(os.environ.get("GENIE_RANGE_WEIGHT", cfg.range_weight))
     cfg.interval_bias = os.environ.get("GENIE_INTERVAL_BIAS",
                                        "1" if cfg.interval_bias else "0") not in ("", "0")
     return cfg

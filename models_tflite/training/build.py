@@ -12,8 +12,8 @@ driver prints a line per stage with the time so far. Parsed data is cached under
 
 ``--smoke`` runs every stage on a tiny subset into the build folder (the committed models
 are untouched); ``--only melody|genie`` runs one model; ``--no-eval`` skips the tables.
-Budget on this 2-core machine: the whole build took 30.9 min from an empty build folder
-(parse 4.1, melody 9.3, styles 7.6, Genie 9.3, eval 0.6) and reproduced every committed
+Budget on this 2-core machine: the whole build took 31.9 min from an empty build folder
+(parse 3.8, melody 10.1, styles 8.3, Genie 9.1, eval 0.6) and reproduced every committed
 file byte for byte; MODEL_CARD.md, "Reproducibility", has the run. ``GENIE_NONCOMMERCIAL=1 MELODY_NONCOMMERCIAL=1 make models``
 adds the encodings whose licence forbids commercial use (a non-commercial installation: the
 Genie's Palestrina and noted files, the melody's Essen folksongs); the committed models are

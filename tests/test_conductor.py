@@ -248,9 +248,16 @@ def test_a_reply_is_planned_and_shown_in_onset_order():
 def test_pressing_the_lit_buttons_through_the_box_plays_the_replys_shape():
     """Copy-me end to end: the lamps the box lights for a reply, pressed at the reply's
     onsets on the box's own pins (the decoder reset after the reply, as the plan assumed),
-    move the way the reply moved on most steps (the planner's figure: 90%+ of steps).
-    Twelve replies: three (15 steps) were too few to judge a 75% bar; on the melody model
-    with bar positions they gave 9 of 15, twelve give 69 of 83 (83%)."""
+    move the way the reply moved on most of its melodic steps (consecutive notes of
+    different pitch, as issue 10 and `make eval` count them; the planner's figure on 200
+    replies: 93.5%). Twelve replies, 74 such steps: 68 kept (92%); the Genie before the
+    fourth retrain kept 71 of 73 on its own replies.
+
+    A repeated note of the reply is not counted: its lamp is the same button again, and
+    pressed again at the reply's pace (0.1-0.16 s) the decoder moves on to another key
+    (0.6% the same key on the walks' fast repeats, as Magenta's 5%). Neither this Genie
+    nor the one before it reproduced any of the replies' repeats here (0 of 18, 0 of 11).
+    """
     agree = total = 0
     for seed in range(1, 13):
         rig = Rig(seed=seed)
@@ -274,9 +281,11 @@ def test_pressing_the_lit_buttons_through_the_box_plays_the_replys_shape():
             played = [n.pitch for n in c.phrase][-len(buttons):]
             wanted = [n.pitch for n in notes][:len(buttons)]
             for i in range(1, len(played)):
+                step = (wanted[i] > wanted[i - 1]) - (wanted[i] < wanted[i - 1])
+                if step == 0:
+                    continue
                 total += 1
-                agree += (played[i] > played[i - 1]) - (played[i] < played[i - 1]) == \
-                    (wanted[i] > wanted[i - 1]) - (wanted[i] < wanted[i - 1])
+                agree += (played[i] > played[i - 1]) - (played[i] < played[i - 1]) == step
         finally:
             rig.close()
-    assert total >= 10 and agree / total >= 0.75, (agree, total)
+    assert total >= 40 and agree / total >= 0.85, (agree, total)

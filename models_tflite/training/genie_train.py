@@ -77,8 +77,8 @@ class Config:
     # 1 the encoder's values grew past the ends as training went on (penalty 0.04 at step
     # 300, 0.25 at 1500; 28.5% of test notes on buttons 0 and 7): the inner buttons then
     # stood for 3.2-3.4 semitones each, and the walks' mean key spanned only 31.6. At 10
-    # the values stay inside (penalty 0.005, 11.5% on the end buttons, 3.9 semitones a
-    # button) and the span is 43 (MODEL_CARD.md, the fourth retrain).
+    # the values stay inside (penalty 0.005, 11.9% on the end buttons, 3.8 semitones a
+    # button move) and the span is 43.9 (MODEL_CARD.md, the fourth retrain).
     range_weight: float = 10.0
     # The interval bias (IntervalBias): a learnt logit per (button move, interval from the
     # previous key) and per (dt group, interval), added to the decoder's logits.

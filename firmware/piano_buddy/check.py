@@ -87,20 +87,21 @@ def run_check(config_path: Path | None, out=print) -> int:
         except ModelError as exc:
             failed = True
             out(f"[FAIL] model: {exc}")
-    from .styles import GENERAL, STYLES
-    for style in STYLES.values():        # a style's file is optional: the box leaves it out
-        if style.name == GENERAL:
-            continue
-        path = models / style.file
-        try:
-            if not path.exists():
-                raise ModelError(f"model file {path} is missing")
-            reply = MelodyModel(path).continue_phrase([StepNote(60, 0, 2), StepNote(64, 2, 4)],
-                                                      16)
-            out(f"[ok] style {style.name}: {path} ({path.stat().st_size // 1000} kB): "
+    from .styles import GENERAL, STYLES, load_styles
+    try:   # a style's file is optional: the box leaves it out (load_styles says why)
+        styled = load_styles(models, GENERAL)
+    except ModelError:
+        styled = None                   # melody.tflite itself: reported above
+    if styled is not None:
+        for name, model in styled.models.items():
+            if name == GENERAL:
+                continue
+            path = models / STYLES[name].file
+            reply = model.continue_phrase([StepNote(60, 0, 2), StepNote(64, 2, 4)], 16)
+            out(f"[ok] style {name}: {path} ({path.stat().st_size // 1000} kB): "
                 f"a 2-note primer got {len(reply)} notes back")
-        except ModelError as exc:
-            out(f"[note] style {style.name}: {exc}; the box answers in the other styles")
+        for name, why in styled.missing.items():
+            out(f"[note] style {name}: {why}; the box answers in the other styles")
     if failed:
         out("check: FAILED (models); the box would stop with exit code 3")
         return EXIT_MODEL

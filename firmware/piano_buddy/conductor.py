@@ -347,13 +347,10 @@ class Conductor:
     # --- melody styles (styles.py) --------------------------------------------------------
     def _switch_style(self, now: float) -> None:
         """Buttons 2 and 7 held together: the next melody style, with its two-note cue and
-        then its lamp pattern (a melody model without styles ignores the combination)."""
-        cycle = getattr(self.melody, "cycle", None)
-        if cycle is None:
-            return
+        then its lamp pattern."""
         self._end_combination(now)
         self._stats["mode_changes"] += 1
-        style = cycle()
+        style = self.melody.cycle()
         cue, lamps = style_cue_and_lamps(style)
         lamps = [b for b in lamps if b in self.active_buttons] or \
             [nearest_active(lamps[0], self.active_buttons)]
@@ -401,7 +398,7 @@ class Conductor:
         self._stats["replies"] += 1
         log.info("AI answers %d notes at %.0f qpm over %.1f s (style %s)",
                  len(self.reply.notes), plan.qpm, self.reply.end - self.reply.notes[0].start,
-                 getattr(self.melody, "answered_by", "-"))
+                 self.melody.answered_by)
 
     def _invite(self, now: float) -> None:
         """Attract mode's short quiet phrase, played and shown like a reply."""

@@ -165,9 +165,8 @@ def render_duet(cfg: Config, seed: int = 7):
     if isinstance(heard, AccompanimentLog):
         heard.finish(notes)
     end = synth.frame + int(0.3 * sr)
-    melody = models.melody
-    style = getattr(melody, "style", "all")
-    answered = sorted(getattr(melody, "answer_counts", {})) or [style]
+    style = models.melody.style
+    answered = sorted(models.melody.answer_counts) or [style]
     return (out[:min(end, len(out))], notes,
             {**conductor.stats, "interrupt_times": interrupt_times,
              "style": style if style != "auto" else f"auto: {', '.join(answered)}"})

@@ -144,12 +144,13 @@ def _selftest(cfg: Config, pin_factory, open_sink, out, press_timeout: float) ->
         check("genie model", False, str(exc))
     try:
         from .phrase import StepNote
-        from .styles import STYLES, load_styles
+        from .styles import GENERAL, STYLES, load_styles
         styled = load_styles(models, cfg.turns.style)
         primer = [StepNote(60 + 2 * i, 2 * i, 2 * i + 2) for i in range(4)]
         replies = {name: len(m.continue_phrase(primer, 16)) for name, m in styled.models.items()}
-        check("melody model", replies["all"] > 0, f"{models / 'melody.tflite'}: "
-                                                  f"a 4-note primer got {replies['all']} notes back")
+        check("melody model", replies[GENERAL] > 0, f"{models / STYLES[GENERAL].file}: "
+                                                    f"a 4-note primer got {replies[GENERAL]} "
+                                                    "notes back")
         check("melody styles", len(styled.models) == len(STYLES) and all(replies.values()),
               ", ".join(f"{name}: {n} notes" for name, n in replies.items())
               + "".join(f"; {name} left out: {why}" for name, why in styled.missing.items()))
